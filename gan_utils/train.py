@@ -1,0 +1,489 @@
+"""The training engine every chapter uses: `update_D`, `update_G`, `fit`, checkpoints.
+
+One loop for every model and loss family. Algorithm 1 of Goodfellow et al. (2014): each batch is one
+discriminator step; every k-th batch is followed by one generator step. Checkpoints are written
+atomically at every epoch end and hold only tensors and plain values (`torch.load(weights_only=True)`);
+every epoch's batch order and noise depend only on (seed, epoch), so a resumed run is exact.
+"""
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import sys
+import time
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Callable, Optional
+
+import torch
+from torch import nn
+
+from . import losses
+
+CHECKPOINT_FORMAT = "gan_utils.checkpoint.v1"
+CHECKPOINT_NAME = "checkpoint.pt"
+
+# Quick mode: the tests (and an impatient reader) set GAN_QUICK=1 to cut every long loop.
+QUICK = os.environ.get("GAN_QUICK", "") not in ("", "0")
+
+
+def budget(full, quick):
+    """`full` normally, `quick` when GAN_QUICK=1 (tests, nbval): `num_epochs = train.budget(30, 1)`."""
+    return quick if QUICK else full
+
+
+class DivergenceError(RuntimeError):
+    """A loss became NaN or infinite; the last good checkpoint is kept."""
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint is missing, truncated, corrupted or not one of ours."""
+
+
+class StopTraining(Exception):
+    """Raise from an `on_epoch_end` hook (or a widget) to stop cleanly after this epoch's checkpoint."""
+
+
+# --- configuration ----------------------------------------------------------------------------------
+
+OBJECTIVES = {
+    # name: (loss of D, loss of G); the chapter on losses explains each.
+    "nonsaturating": (losses.d_loss, losses.g_loss_nonsaturating),
+    "minimax": (losses.d_loss, losses.g_loss_minimax),
+    "lsgan": (losses.lsgan_d_loss, losses.lsgan_g_loss),
+    "wgan": (losses.wgan_critic_loss, losses.wgan_g_loss),
+    "wgan-gp": (losses.wgan_critic_loss, losses.wgan_g_loss),
+}
+PROBABILITY_LOSSES = ("nonsaturating", "minimax")  # D's output is a logit of a probability
+
+
+@dataclass
+class TrainConfig:
+    """Hyper-parameters of one training run; the defaults are the article's (section 5)."""
+    model: str = "mlp"            # a name of models.build, stored in checkpoints for `sample`
+    latent_dim: int = 100         # size of z
+    batch_size: int = 128
+    num_epochs: int = 10
+    lr_G: float = 2e-4
+    lr_D: float = 2e-4
+    beta1: float = 0.5            # Adam's beta1 0.5 (not 0.9) keeps the adversarial game from oscillating
+    beta2: float = 0.999
+    optimizer: str = "adam"       # "adam" or "rmsprop" (the original WGAN)
+    k: int = 1                    # D steps per G step: Algorithm 1's k, WGAN's n_critic
+    loss: str = "nonsaturating"   # a key of OBJECTIVES
+    gp_weight: float = 10.0       # lambda of WGAN-GP
+    clip_value: float = 0.0       # WGAN weight clipping; 0 = off
+    device: str = "auto"          # "auto" (CUDA, then MPS, then CPU), "cpu", "cuda", "cuda:1", "mps"
+    amp: bool = False             # bf16 autocast (on CUDA; on CPU only if asked)
+    compile: bool = False         # torch.compile both nets (CUDA)
+    seed: int = 0
+    num_samples: int = 64         # size of the fixed-noise grid saved each epoch
+    progress: bool = True         # tqdm bars (quiet in tests)
+
+    def validate(self) -> "TrainConfig":
+        def need(ok: bool, msg: str) -> None:
+            if not ok:
+                raise ValueError(msg)
+        need(isinstance(self.latent_dim, int) and self.latent_dim >= 1, f"latent_dim must be an int >= 1, got {self.latent_dim!r}")
+        need(isinstance(self.batch_size, int) and self.batch_size >= 1, f"batch_size must be an int >= 1, got {self.batch_size!r}")
+        need(isinstance(self.num_epochs, int) and self.num_epochs >= 1, f"num_epochs must be an int >= 1, got {self.num_epochs!r}")
+        for name in ("lr_G", "lr_D"):
+            value = getattr(self, name)
+            need(isinstance(value, (int, float)) and math.isfinite(value) and value > 0, f"{name} must be > 0, got {value!r}")
+        for name in ("beta1", "beta2"):
+            value = getattr(self, name)
+            need(0 <= value < 1, f"{name} must be in [0, 1), got {value!r}")
+        need(isinstance(self.k, int) and self.k >= 1, f"k (D steps per G step) must be an int >= 1, got {self.k!r}")
+        need(self.loss in OBJECTIVES, f"unknown loss {self.loss!r}; choose one of: {', '.join(OBJECTIVES)}")
+        need(self.optimizer in ("adam", "rmsprop"), f"optimizer must be 'adam' or 'rmsprop', got {self.optimizer!r}")
+        need(self.gp_weight >= 0, f"gp_weight must be >= 0, got {self.gp_weight!r}")
+        need(self.clip_value >= 0, f"clip_value must be >= 0 (0 = off), got {self.clip_value!r}")
+        need(isinstance(self.num_samples, int) and self.num_samples >= 1, f"num_samples must be an int >= 1, got {self.num_samples!r}")
+        return self
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "TrainConfig":
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in values.items() if k in known})
+
+
+def pick_device(name: str = "auto") -> torch.device:
+    """CUDA if present, then Apple MPS, then CPU; an explicit name must be available."""
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise ValueError(f"unknown device {name!r}; use 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError("device 'cuda' was asked for but this machine has no CUDA GPU; use --device auto or cpu")
+    if device.type == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise ValueError("device 'mps' was asked for but Apple MPS is not available; use --device auto or cpu")
+    return device
+
+
+def seed_everything(seed: int) -> None:
+    """Seed torch's global generators (model init); the engine's own streams are seeded per epoch."""
+    torch.manual_seed(seed)
+    if torch.cuda.is_available():
+        torch.cuda.manual_seed_all(seed)
+
+
+def make_optimizers(net_G: nn.Module, net_D: nn.Module, cfg: TrainConfig) -> tuple[torch.optim.Optimizer, torch.optim.Optimizer]:
+    """Adam(lr, (beta1, beta2)) for both nets (fused on CUDA), or RMSprop for the original WGAN."""
+    def make(params, lr):
+        if cfg.optimizer == "rmsprop":
+            return torch.optim.RMSprop(params, lr=lr)
+        fused = next(iter(net_G.parameters())).is_cuda or None  # fused Adam: one kernel for all params
+        return torch.optim.Adam(params, lr=lr, betas=(cfg.beta1, cfg.beta2), fused=fused)
+    return make(net_G.parameters(), cfg.lr_G), make(net_D.parameters(), cfg.lr_D)
+
+
+# --- one step of each player ------------------------------------------------------------------------
+
+def _call(net: nn.Module, x: torch.Tensor, labels: Optional[torch.Tensor]) -> torch.Tensor:
+    return net(x) if labels is None else net(x, labels)
+
+
+def update_D(net_D: nn.Module, net_G: nn.Module, real: torch.Tensor, opt_D: torch.optim.Optimizer, *,
+             latent_dim: int, loss: str = "nonsaturating", labels: Optional[torch.Tensor] = None,
+             gp_weight: float = 10.0, clip_value: float = 0.0, generator: Optional[torch.Generator] = None,
+             autocast: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext,
+             ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """One step of D on a real batch and as many fakes; returns (loss_D, D(x) logits, D(G(z)) logits), detached."""
+    d_loss_fn, _ = OBJECTIVES[loss]
+    B = real.shape[0]  # the last batch of an epoch can be smaller: everything is sized from it
+    z = torch.randn(B, latent_dim, device=real.device, generator=generator)  # (B, latent_dim)
+    with torch.no_grad(), autocast():  # D's step must not update G: no graph through G at all
+        fake = _call(net_G, z, labels)  # (B, C, H, W)
+    with autocast():
+        real_out = _call(net_D, real, labels).float()  # (B,)
+        fake_out = _call(net_D, fake, labels).float()  # (B,)
+    loss_D = d_loss_fn(real_out, fake_out)
+    if loss == "wgan-gp":
+        loss_D = loss_D + gp_weight * losses.gradient_penalty(
+            (lambda x: _call(net_D, x, labels)), real, fake.to(real.dtype), generator=generator)
+    opt_D.zero_grad(set_to_none=True)
+    loss_D.backward()
+    opt_D.step()
+    if clip_value > 0:  # the original WGAN's crude Lipschitz constraint
+        with torch.no_grad():
+            for p in net_D.parameters():
+                p.clamp_(-clip_value, clip_value)
+    return loss_D.detach(), real_out.detach(), fake_out.detach()
+
+
+def update_G(net_G: nn.Module, net_D: nn.Module, batch_size: int, opt_G: torch.optim.Optimizer, *,
+             latent_dim: int, loss: str = "nonsaturating", labels: Optional[torch.Tensor] = None,
+             generator: Optional[torch.Generator] = None, device: torch.device | str = "cpu",
+             autocast: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext,
+             ) -> torch.Tensor:
+    """One step of G on fresh noise (G descends its own loss; nobody ascends); returns loss_G, detached."""
+    _, g_loss_fn = OBJECTIVES[loss]
+    z = torch.randn(batch_size, latent_dim, device=device, generator=generator)  # (B, latent_dim)
+    net_D.requires_grad_(False)  # G's step must not update D, and need not compute D's weight gradients
+    try:
+        with autocast():
+            fake_out = _call(net_D, _call(net_G, z, labels), labels).float()  # (B,)
+        loss_G = g_loss_fn(fake_out)
+        opt_G.zero_grad(set_to_none=True)
+        loss_G.backward()
+        opt_G.step()
+    finally:
+        net_D.requires_grad_(True)
+    return loss_G.detach()
+
+
+# --- history ----------------------------------------------------------------------------------------
+
+STEP_KEYS = ("loss_D", "loss_G", "D_x", "D_G_z")
+
+
+@dataclass
+class History:
+    """What a run recorded: per D step losses and mean D outputs, per epoch time and samples."""
+    steps: dict = field(default_factory=lambda: {k: [] for k in STEP_KEYS})
+    epoch_time: list = field(default_factory=list)      # seconds of training per epoch
+    img_per_s: list = field(default_factory=list)       # real images through D per second
+    samples: list = field(default_factory=list)         # per epoch: (num_samples, C, H, W) uint8 grid of fixed noise
+    device: str = ""
+    interrupted: bool = False
+
+    @property
+    def num_epochs(self) -> int:
+        return len(self.epoch_time)
+
+    def to_state(self) -> dict:
+        return {"steps": {k: torch.tensor(v, dtype=torch.float32) for k, v in self.steps.items()},
+                "epoch_time": torch.tensor(self.epoch_time, dtype=torch.float64),
+                "img_per_s": torch.tensor(self.img_per_s, dtype=torch.float64),
+                "samples": list(self.samples), "device": self.device}
+
+    @classmethod
+    def from_state(cls, state: dict) -> "History":
+        return cls(steps={k: v.tolist() for k, v in state["steps"].items()},
+                   epoch_time=state["epoch_time"].tolist(), img_per_s=state["img_per_s"].tolist(),
+                   samples=list(state["samples"]), device=state.get("device", ""))
+
+    def summary(self) -> str:
+        if not self.epoch_time:
+            return "no epoch finished"
+        total = sum(self.epoch_time)
+        return (f"{self.num_epochs} epochs in {total:.1f} s on {self.device} "
+                f"({sum(self.img_per_s) / len(self.img_per_s):,.0f} img/s)")
+
+
+# --- checkpoints ------------------------------------------------------------------------------------
+
+def save_checkpoint(path: Path | str, state: dict) -> Path:
+    """Write atomically: a temporary file in the same folder, flushed, then renamed over the old one."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "wb") as f:
+        torch.save(state, f)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)  # a crash leaves either the old checkpoint or the new one, never half of one
+    return path
+
+
+def load_checkpoint(path: Path | str, map_location: str | torch.device = "cpu") -> dict:
+    """Load with `weights_only=True` (no arbitrary unpickling) and check that it is one of ours."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / CHECKPOINT_NAME
+    if not path.is_file():
+        raise CheckpointError(f"no checkpoint at {path}; train first "
+                              f"(python -m gan_utils train --out {path.parent}) or check the path")
+    try:
+        state = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as exc:
+        raise CheckpointError(f"{path} cannot be read as a gan_utils checkpoint: it is truncated, corrupted or "
+                              f"was written by another program ({type(exc).__name__}). Delete it and train "
+                              "again, or resume from another run.") from None
+    if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
+        raise CheckpointError(f"{path} is a torch file but not a gan_utils checkpoint (no '{CHECKPOINT_FORMAT}' "
+                              "marker); pass the checkpoint.pt of a run made by gan_utils.train")
+    return state
+
+
+# --- the loop ---------------------------------------------------------------------------------------
+
+def _check_nets(net_G: nn.Module, net_D: nn.Module, cfg: TrainConfig) -> None:
+    g_latent = getattr(net_G, "latent_dim", None)
+    if g_latent is not None and g_latent != cfg.latent_dim:
+        raise ValueError(f"latent size mismatch: net_G expects z of size {g_latent}, config has latent_dim={cfg.latent_dim}")
+    last = [m for m in net_D.modules() if not list(m.children())]
+    if last and isinstance(last[-1], nn.Sigmoid):
+        what = ("a WGAN critic must output unbounded scores" if cfg.loss.startswith("wgan")
+                else f"the '{cfg.loss}' loss expects logits and applies the sigmoid itself")
+        raise ValueError(f"net_D ends in Sigmoid, but {what}: remove the final nn.Sigmoid()")
+
+
+def _check_batch(real: torch.Tensor, net_D: nn.Module) -> None:
+    shape = getattr(net_D, "img_shape", None)
+    if shape is not None and tuple(real.shape[1:]) != tuple(shape):
+        raise ValueError(f"the data's images have shape {tuple(real.shape[1:])}, net_D expects {tuple(shape)}")
+    lo, hi = float(real.min()), float(real.max())
+    if lo < -1.001 or hi > 1.001:
+        raise ValueError(f"real images range over [{lo:.3g}, {hi:.3g}]; G's Tanh makes [-1, 1]: "
+                         "scale the data with gan_utils.data.to_unit_range")
+    if lo >= 0 and hi > 0.5:
+        raise ValueError(f"real images range over [{lo:.3g}, {hi:.3g}], i.e. [0, 1], but G's Tanh makes "
+                         "[-1, 1]: use x * 2 - 1 (gan_utils.data loaders already do)")
+
+
+def _run_generator(cfg: TrainConfig, epoch: int, device: torch.device) -> torch.Generator:
+    gen = torch.Generator(device=device)
+    gen.manual_seed(cfg.seed * 1_000_003 + 7919 * (epoch + 1))
+    return gen
+
+
+def fit(net_G: nn.Module, net_D: nn.Module, loader, cfg: TrainConfig, *, out_dir: Path | str | None = None,
+        resume: bool = False, on_epoch_end: Optional[Callable[[int, History], None]] = None,
+        fixed_labels: Optional[torch.Tensor] = None) -> History:
+    """Train net_G and net_D on `loader` (batches of (images in [-1, 1], labels or None)).
+
+    With `out_dir`, a checkpoint is written there atomically after every epoch, and `resume=True`
+    continues from it. `on_epoch_end(epoch, history)` runs after each epoch (live figures, widgets);
+    it may raise StopTraining. A conditional pair (G with `num_classes`) gets the batch's labels.
+    """
+    cfg.validate()
+    _check_nets(net_G, net_D, cfg)
+    device = pick_device(cfg.device)
+    conditional = getattr(net_G, "num_classes", None) is not None
+    if conditional and getattr(loader, "labels", True) is None:
+        raise ValueError("a conditional generator needs a loader with labels")
+    net_G.to(device).train()
+    net_D.to(device).train()
+    if hasattr(loader, "device") and torch.device(loader.device).type != device.type:
+        raise ValueError(f"the loader holds its data on {loader.device} but training runs on {device}; "
+                         f"build it with device='{device}'")
+    opt_G, opt_D = make_optimizers(net_G, net_D, cfg)
+    history = History(device=str(device) if device.type != "cuda" else torch.cuda.get_device_name(device))
+    z_fixed = torch.randn(cfg.num_samples, cfg.latent_dim,
+                          generator=torch.Generator().manual_seed(cfg.seed + 12345)).to(device)
+    if conditional and fixed_labels is None:
+        fixed_labels = torch.arange(cfg.num_samples) % net_G.num_classes
+    if fixed_labels is not None:
+        fixed_labels = fixed_labels.to(device)
+    start_epoch, step = 0, 0
+    ckpt_path = Path(out_dir) / CHECKPOINT_NAME if out_dir is not None else None
+    if resume:
+        if ckpt_path is None:
+            raise ValueError("resume=True needs out_dir (where the checkpoint is)")
+        if ckpt_path.exists():
+            state = load_checkpoint(ckpt_path, map_location=device)
+            net_G.load_state_dict(state["net_G"])
+            net_D.load_state_dict(state["net_D"])
+            opt_G.load_state_dict(state["opt_G"])
+            opt_D.load_state_dict(state["opt_D"])
+            history = History.from_state(state["history"])
+            start_epoch, step = int(state["epoch"]), int(state["step"])
+            z_fixed = state["z_fixed"].to(device)
+            if cfg.progress:
+                print(f"Resuming from {ckpt_path} after epoch {start_epoch}.", file=sys.stderr)
+
+    use_amp = cfg.amp
+    amp_device = "cuda" if device.type == "cuda" else "cpu"
+    autocast = (lambda: torch.autocast(amp_device, dtype=torch.bfloat16)) if use_amp else contextlib.nullcontext
+    step_G, step_D = net_G, net_D
+    if cfg.compile:
+        step_G, step_D = torch.compile(net_G), torch.compile(net_D)
+
+    def checkpoint(epoch: int) -> None:
+        if ckpt_path is None:
+            return
+        save_checkpoint(ckpt_path, {
+            "format": CHECKPOINT_FORMAT, "epoch": epoch, "step": step, "config": asdict(cfg),
+            "net_G": net_G.state_dict(), "net_D": net_D.state_dict(),
+            "opt_G": opt_G.state_dict(), "opt_D": opt_D.state_dict(),
+            "history": history.to_state(), "z_fixed": z_fixed.cpu(),
+            "fixed_labels": fixed_labels.cpu() if fixed_labels is not None else torch.empty(0),
+        })
+
+    progress = None
+    if cfg.progress:
+        from tqdm.auto import tqdm
+        progress = tqdm(total=(cfg.num_epochs - start_epoch) * len(loader), desc="training",
+                        unit="batch", mininterval=0.5, initial=0)
+    checked_first = False
+    try:
+        for epoch in range(start_epoch, cfg.num_epochs):
+            if hasattr(loader, "set_epoch"):
+                loader.set_epoch(epoch)
+            gen = _run_generator(cfg, epoch, device)
+            records = []
+            loss_G = torch.zeros((), device=device)
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+            t0 = time.perf_counter()
+            seen = 0
+            for i, (real, labels) in enumerate(loader):
+                if not checked_first:
+                    _check_batch(real, net_D)
+                    checked_first = True
+                real = real.to(device, non_blocking=True)
+                labels = labels.to(device) if (conditional and labels is not None) else None
+                loss_D, real_out, fake_out = update_D(
+                    step_D, step_G, real, opt_D, latent_dim=cfg.latent_dim, loss=cfg.loss, labels=labels,
+                    gp_weight=cfg.gp_weight, clip_value=cfg.clip_value, generator=gen, autocast=autocast)
+                if (i + 1) % cfg.k == 0:
+                    loss_G = update_G(step_G, step_D, real.shape[0], opt_G, latent_dim=cfg.latent_dim,
+                                      loss=cfg.loss, labels=labels, generator=gen, device=device, autocast=autocast)
+                if cfg.loss in PROBABILITY_LOSSES:  # mean D(x) and D(G(z)) as probabilities
+                    d_x, d_g_z = torch.sigmoid(real_out).mean(), torch.sigmoid(fake_out).mean()
+                else:  # raw scores of a critic / least-squares D
+                    d_x, d_g_z = real_out.mean(), fake_out.mean()
+                records.append(torch.stack([loss_D, loss_G, d_x, d_g_z]))
+                seen += real.shape[0]
+                step += 1
+                if progress is not None and (i + 1) % 50 == 0:
+                    last = records[-1].tolist()  # one device sync per 50 steps
+                    _guard(last, epoch, step)
+                    progress.update(50)
+                    progress.set_postfix(epoch=epoch + 1, loss_D=f"{last[0]:.3f}", loss_G=f"{last[1]:.3f}",
+                                         refresh=False)
+            table = torch.stack(records).cpu() if records else torch.empty(0, 4)
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+            elapsed = time.perf_counter() - t0
+            bad = ~torch.isfinite(table).all(dim=1)
+            if bad.any():
+                first = int(bad.nonzero()[0])
+                _guard(table[first].tolist(), epoch, step - len(table) + first + 1)
+            for key, column in zip(STEP_KEYS, table.T.tolist()):
+                history.steps[key].extend(column)
+            history.epoch_time.append(elapsed)
+            history.img_per_s.append(seen / elapsed if elapsed > 0 else float("nan"))
+            history.samples.append(_fixed_grid(net_G, z_fixed, fixed_labels))
+            if progress is not None:
+                progress.update(len(loader) % 50)
+            checkpoint(epoch + 1)
+            if on_epoch_end is not None:
+                on_epoch_end(epoch, history)
+    except StopTraining:
+        if cfg.progress:
+            print(f"Stopped after epoch {history.num_epochs}; checkpoint kept.", file=sys.stderr)
+    except KeyboardInterrupt:
+        history.interrupted = True
+        where = f"the checkpoint in {ckpt_path} (epoch {history.num_epochs})" if ckpt_path else "nothing (no out_dir)"
+        print(f"Interrupted during epoch {history.num_epochs + 1}; kept {where}. "
+              "Run again with resume=True to continue exactly.", file=sys.stderr)
+    finally:
+        if progress is not None:
+            progress.close()
+    return history
+
+
+def _guard(values: list, epoch: int, step: int) -> None:
+    if not all(math.isfinite(v) for v in values):
+        names = ", ".join(f"{k}={v:.4g}" for k, v in zip(STEP_KEYS, values))
+        raise DivergenceError(f"training diverged at step {step} (epoch {epoch + 1}): {names}. The last good "
+                              "checkpoint is kept; lower the learning rate or use a stabler loss, then resume.")
+
+
+@torch.no_grad()
+def _fixed_grid(net_G: nn.Module, z_fixed: torch.Tensor, labels: Optional[torch.Tensor]) -> torch.Tensor:
+    was_training = net_G.training
+    net_G.eval()  # BN uses its running statistics, as at sampling time
+    images = _call(net_G, z_fixed, labels).float()
+    net_G.train(was_training)
+    return ((images.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).cpu()  # (N, C, H, W) uint8
+
+
+@torch.no_grad()
+def generate(net_G: nn.Module, n: int, *, latent_dim: Optional[int] = None, batch_size: int = 1000,
+             seed: Optional[int] = 0, labels: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """n samples of G in eval mode, float in [-1, 1], shape (n, C, H, W), on the CPU."""
+    if not isinstance(n, int) or n < 1:
+        raise ValueError(f"n must be a positive int, got {n!r}")
+    latent_dim = latent_dim or net_G.latent_dim
+    device = next(net_G.parameters()).device
+    gen = torch.Generator().manual_seed(seed) if seed is not None else None
+    was_training = net_G.training
+    net_G.eval()
+    out = []
+    for start in range(0, n, batch_size):
+        b = min(batch_size, n - start)
+        z = torch.randn(b, latent_dim, generator=gen).to(device)
+        y = labels[start:start + b].to(device) if labels is not None else None
+        out.append(_call(net_G, z, y).float().cpu())
+    net_G.train(was_training)
+    return torch.cat(out)
+
+
+def load_generator(path: Path | str, map_location: str = "cpu") -> tuple[nn.Module, dict]:
+    """Rebuild net_G of a run from its checkpoint; returns (net_G in eval mode, config dict)."""
+    from . import models
+    state = load_checkpoint(path, map_location=map_location)
+    cfg = state["config"]
+    net_G, _ = models.build(cfg["model"], cfg["latent_dim"])
+    net_G.load_state_dict(state["net_G"])
+    return net_G.eval(), cfg
