@@ -1,0 +1,89 @@
+"""Committed notebooks: real outputs, run in order, no errors, the chapter shape, the one repository URL."""
+import json
+import re
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "scripts"))
+import sync_notebooks  # noqa: E402
+
+
+def toc_files():
+    toc = yaml.safe_load((ROOT / "_toc.yml").read_text())
+    files = [toc["root"]]
+    for part in toc.get("parts", []):
+        files += [c["file"] for c in part["chapters"]]
+    return files
+
+
+NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
+
+
+def code_cells(nb):
+    return [c for c in nb["cells"] if c["cell_type"] == "code" and "".join(c["source"]).strip()]
+
+
+def test_every_toc_entry_exists_and_every_notebook_is_in_the_toc():
+    listed = toc_files()
+    for entry in listed:
+        assert (ROOT / f"{entry}.md").exists() or (ROOT / f"{entry}.ipynb").exists(), entry
+    for path in NOTEBOOKS:
+        assert f"notebooks/{path.stem}" in listed, f"{path.name} is not in _toc.yml"
+
+
+def test_there_are_chapters():
+    assert len(NOTEBOOKS) >= 6
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_committed_outputs_of_a_real_run(path):
+    nb = json.loads(path.read_text(encoding="utf-8"))
+    cells = code_cells(nb)
+    counts = [c.get("execution_count") for c in cells]
+    assert all(isinstance(n, int) for n in counts), f"{path.name}: a code cell was never run"
+    assert counts == sorted(counts) and len(set(counts)) == len(counts), f"{path.name}: cells run out of order"
+    assert counts[0] == 1, f"{path.name}: not run top to bottom in one kernel"
+    errors = [o for c in cells for o in c.get("outputs", []) if o.get("output_type") == "error"]
+    assert not errors, f"{path.name}: stored error output {errors[0].get('ename')}"
+    with_output = sum(bool(c.get("outputs")) for c in cells)
+    assert with_output >= len(cells) // 2, f"{path.name}: most code cells have no output"
+    images = sum("image/png" in o.get("data", {}) for c in cells for o in c.get("outputs", []))
+    assert images >= 1, f"{path.name}: no figure"
+    assert path.stat().st_size < 6_000_000, f"{path.name}: notebook over 6 MB"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_chapter_shape(path):
+    nb = json.loads(path.read_text(encoding="utf-8"))
+    markdown = "\n".join("".join(c["source"]) for c in nb["cells"] if c["cell_type"] == "markdown")
+    first = "".join(nb["cells"][0]["source"])
+    assert re.match(r"# \d+\. .+\(.*[\u4e00-\u9fff].*\)", first), f"{path.name}: title '# N. English (中文)'"
+    assert "Learning objectives" in markdown
+    assert re.search(r"^## Summary", markdown, re.M) and re.search(r"^## Exercises", markdown, re.M)
+    assert markdown.count(":class: dropdown") >= 3, f"{path.name}: at least 3 exercises with hidden solutions"
+    text = json.dumps(nb["cells"])
+    assert "TODO" not in text and "FIXME" not in text and "XXX" not in text
+    imports = "".join("".join(c["source"]) for c in code_cells(nb))
+    assert "from gan_utils import" in imports
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_first_code_cell_installs_from_the_one_repository_url(path):
+    nb = json.loads(path.read_text(encoding="utf-8"))
+    assert "".join(code_cells(nb)[0]["source"]) == sync_notebooks.setup_cell(), \
+        f"{path.name}: run `make sync` (the URL lives in _config.yml)"
+
+
+def test_setup_cell_never_reinstalls_torch():
+    cell = sync_notebooks.setup_cell()
+    assert "google.colab" in cell and "torch" not in cell.split("%pip")[1].replace("gan_utils", "")
+
+
+def test_book_pages_have_no_placeholders():
+    for page in (ROOT / "book").glob("*.md"):
+        text = page.read_text(encoding="utf-8")
+        assert "TODO" not in text and "<!-- runtime-table -->" not in text, page.name
