@@ -70,6 +70,31 @@ def article_loop(model: str, num_images: int, device: torch.device) -> float:
     return num_images / (time.perf_counter() - t0)
 
 
+def article_data_only(num_images: int) -> float:
+    """Only the article's input pipeline: PIL -> ToTensor -> Normalize -> batches, no training."""
+    import torchvision
+    from torchvision import transforms
+    tf = transforms.Compose([transforms.ToTensor(), transforms.Normalize((0.5,), (0.5,))])
+    dataset = torchvision.datasets.MNIST(str(data.prepare_mnist()), train=True, transform=tf)
+    loader = torch.utils.data.DataLoader(torch.utils.data.Subset(dataset, range(num_images)), batch_size=128,
+                                         shuffle=True)
+    t0 = time.perf_counter()
+    for _ in loader:
+        pass
+    return num_images / (time.perf_counter() - t0)
+
+
+def engine_data_only(num_images: int, device: torch.device) -> float:
+    """Only the engine's input pipeline: index a uint8 tensor on the device, scale to [-1, 1]."""
+    loader = data.mnist_loader(batch_size=128, subset=num_images, device=device)
+    sync(device)
+    t0 = time.perf_counter()
+    for x, _ in loader:
+        pass
+    sync(device)
+    return num_images / (time.perf_counter() - t0)
+
+
 def engine_loop(model: str, num_images: int, device: torch.device, **cfg_overrides) -> float:
     """gan_utils.train.fit with everything on: history, progress bar, checkpoint per epoch."""
     train.seed_everything(0)
@@ -136,6 +161,10 @@ def main(argv=None) -> None:
             best[k] = max(best[k], fn())
     for k, v in best.items():
         print(f"{k:>12}: {v:9,.0f} img/s")
+    # Share of a training pass spent producing batches: (time for data alone) / (time for the whole pass).
+    share_article = best["article"] / max(article_data_only(args.images) for _ in range(args.repeats))
+    share_engine = best["engine"] / max(engine_data_only(args.images, device) for _ in range(args.repeats))
+    print(f"data loading share of the pass: article {share_article:.1%}, engine {share_engine:.1%}")
     print(f"engine / bare    = {best['engine'] / best['bare']:.3f}  (target >= 0.90)")
     print(f"engine / article = {best['engine'] / best['article']:.2f}x")
     if "engine+bf16" in best:

@@ -81,9 +81,9 @@ def cmd_train(args) -> int:
     ckpt = out / train.CHECKPOINT_NAME
     if ckpt.exists() and not args.resume:
         raise ValueError(f"{ckpt} exists: pass --resume to continue it, or choose another --out")
-    cfg = train.TrainConfig(model=args.model, num_epochs=args.epochs, device=args.device, seed=args.seed,
-                            batch_size=args.batch_size, amp=args.amp, compile=args.compile,
-                            progress=not args.quiet)
+    cfg = train.config_for(args.model, num_epochs=args.epochs, device=args.device, seed=args.seed,
+                           batch_size=args.batch_size, amp=args.amp, compile=args.compile,
+                           progress=not args.quiet)
     if args.resume and ckpt.exists():
         saved = train.load_checkpoint(ckpt)["config"]
         if saved.get("model") != args.model:
@@ -113,7 +113,10 @@ def cmd_train(args) -> int:
 
 def cmd_sample(args) -> int:
     net_G, cfg = train.load_generator(args.run)
-    images = train.generate(net_G, args.n, seed=args.seed)  # (n, C, H, W) in [-1, 1]
+    labels = None
+    if getattr(net_G, "num_classes", None):  # a conditional G: the digits 0-9 in turn
+        labels = torch.arange(args.n) % net_G.num_classes
+    images = train.generate(net_G, args.n, seed=args.seed, labels=labels)  # (n, C, H, W) in [-1, 1]
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     if out.suffix == ".pt":

@@ -7,7 +7,7 @@ numerically stable one (see `losses`). Generators end in Tanh: images live in [-
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from typing import Optional, Sequence
 
 import torch
 from torch import nn
@@ -115,13 +115,108 @@ class ConvDiscriminator(nn.Module):
         return self.net(x).view(-1)  # (B,)
 
 
+def _norm2d(kind: str, channels: int) -> nn.Module:
+    if kind == "batch":
+        return nn.BatchNorm2d(channels)
+    if kind == "layer":  # per-sample normalisation: what a WGAN-GP critic may use (BN mixes the samples)
+        return nn.GroupNorm(1, channels)
+    if kind == "none":
+        return nn.Identity()
+    raise ValueError(f"norm must be 'batch', 'layer' or 'none', got {kind!r}")
+
+
+class DCGANGenerator(nn.Module):
+    """DCGAN G (Radford et al. 2015) for 28x28: all convolutional, BN + ReLU inside, Tanh out, no Linear.
+
+    z (B, latent_dim) -> ConvT -> (4w, s/4, s/4) -> ConvT -> (2w, s/2, s/2) -> ConvT -> (w, s, s) -> Conv -> (C, s, s).
+    """
+
+    def __init__(self, latent_dim: int = 100, img_shape: Sequence[int] = (1, 28, 28), width: int = 64,
+                 num_classes: Optional[int] = None):
+        super().__init__()
+        channels, height, width_px = img_shape
+        if height % 4 or width_px % 4:
+            raise ValueError(f"DCGANGenerator needs height and width divisible by 4, got {height}x{width_px}")
+        self.latent_dim, self.img_shape, self.num_classes = latent_dim, tuple(img_shape), num_classes
+        in_dim = latent_dim
+        if num_classes is not None:  # conditional: the class enters as a learned vector beside z
+            self.embed = nn.Embedding(num_classes, 50)
+            in_dim += 50
+        w = width
+        self.net = nn.Sequential(
+            nn.ConvTranspose2d(in_dim, 4 * w, (height // 4, width_px // 4), 1, 0, bias=False),  # (B, 4w, 7, 7)
+            nn.BatchNorm2d(4 * w), nn.ReLU(inplace=True),
+            nn.ConvTranspose2d(4 * w, 2 * w, 4, 2, 1, bias=False),  # (B, 2w, 14, 14)
+            nn.BatchNorm2d(2 * w), nn.ReLU(inplace=True),
+            nn.ConvTranspose2d(2 * w, w, 4, 2, 1, bias=False),      # (B, w, 28, 28)
+            nn.BatchNorm2d(w), nn.ReLU(inplace=True),
+            nn.Conv2d(w, channels, 3, 1, 1),                         # (B, C, 28, 28)
+            nn.Tanh(),
+        )
+
+    def forward(self, z: torch.Tensor, labels: Optional[torch.Tensor] = None) -> torch.Tensor:
+        _check_latent(z, self.latent_dim)
+        if self.num_classes is not None:
+            z = torch.cat([z, self.embed(_check_labels(labels, z.shape[0], self.num_classes))], dim=1)
+        elif labels is not None:
+            raise ValueError("this generator is unconditional: call it without labels")
+        return self.net(z[:, :, None, None])  # (B, C, H, W)
+
+
+class DCGANDiscriminator(nn.Module):
+    """DCGAN D: strided convs (no pooling), LeakyReLU(0.2), BN except on the input layer, one logit out.
+
+    norm='layer' (or 'none') for a WGAN-GP critic; with `num_classes`, a projection discriminator
+    (Miyato & Koyama 2018): logit = w.h + embed(y).h.
+    """
+
+    def __init__(self, img_shape: Sequence[int] = (1, 28, 28), width: int = 64, norm: str = "batch",
+                 num_classes: Optional[int] = None):
+        super().__init__()
+        channels, height, width_px = img_shape
+        if height % 4 or width_px % 4:
+            raise ValueError(f"DCGANDiscriminator needs height and width divisible by 4, got {height}x{width_px}")
+        self.img_shape, self.num_classes = tuple(img_shape), num_classes
+        w = width
+        self.features = nn.Sequential(
+            nn.Conv2d(channels, w, 4, 2, 1), nn.LeakyReLU(0.2, inplace=True),                  # (B, w, 14, 14)
+            nn.Conv2d(w, 2 * w, 4, 2, 1, bias=False), _norm2d(norm, 2 * w), nn.LeakyReLU(0.2, inplace=True),  # (B, 2w, 7, 7)
+            nn.Conv2d(2 * w, 4 * w, 3, 1, 1, bias=False), _norm2d(norm, 4 * w), nn.LeakyReLU(0.2, inplace=True),  # (B, 4w, 7, 7)
+            nn.Flatten(),                                                                        # (B, 4w*7*7)
+        )
+        feat = 4 * w * (height // 4) * (width_px // 4)
+        self.head = nn.Linear(feat, 1)  # (B, 1) logit or critic score, never a Sigmoid
+        if num_classes is not None:
+            self.embed = nn.Embedding(num_classes, feat)
+
+    def forward(self, x: torch.Tensor, labels: Optional[torch.Tensor] = None) -> torch.Tensor:
+        _check_images(x, self.img_shape)
+        h = self.features(x)  # (B, feat)
+        out = self.head(h).view(-1)  # (B,)
+        if self.num_classes is not None:
+            out = out + (self.embed(_check_labels(labels, x.shape[0], self.num_classes)) * h).sum(dim=1)
+        elif labels is not None:
+            raise ValueError("this discriminator is unconditional: call it without labels")
+        return out
+
+
+def _check_labels(labels: Optional[torch.Tensor], batch: int, num_classes: int) -> torch.Tensor:
+    if labels is None:
+        raise ValueError(f"this model is conditional: pass labels, a LongTensor of shape ({batch},) in [0, {num_classes})")
+    if labels.shape != (batch,) or labels.dtype not in (torch.int64, torch.int32):
+        raise ValueError(f"expected labels of shape ({batch},) and an integer dtype, got {tuple(labels.shape)} {labels.dtype}")
+    if batch and (int(labels.min()) < 0 or int(labels.max()) >= num_classes):
+        raise ValueError(f"labels must be in [0, {num_classes}), got [{int(labels.min())}, {int(labels.max())}]")
+    return labels.long()
+
+
 def dcgan_init(module: nn.Module) -> None:
     """DCGAN weight init (Radford et al. 2015): conv/linear weights ~ N(0, 0.02), BN weights ~ N(1, 0.02)."""
     if isinstance(module, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)):
         nn.init.normal_(module.weight, 0.0, 0.02)
         if module.bias is not None:
             nn.init.zeros_(module.bias)
-    elif isinstance(module, (nn.BatchNorm1d, nn.BatchNorm2d)):
+    elif isinstance(module, (nn.BatchNorm1d, nn.BatchNorm2d, nn.GroupNorm)):
         nn.init.normal_(module.weight, 1.0, 0.02)
         nn.init.zeros_(module.bias)
 
@@ -152,4 +247,17 @@ def _conv(latent_dim, img_shape):
     return net_G, net_D
 
 
-BUILDERS = {"mlp": _mlp, "conv": _conv}
+def _dcgan_pair(norm: str = "batch", num_classes: Optional[int] = None):
+    def builder(latent_dim, img_shape):
+        net_G = DCGANGenerator(latent_dim, img_shape, num_classes=num_classes)
+        net_D = DCGANDiscriminator(img_shape, norm=norm, num_classes=num_classes)
+        net_G.apply(dcgan_init)
+        net_D.apply(dcgan_init)
+        return net_G, net_D
+    return builder
+
+
+# The names of the command line. lsgan and wgan train the DCGAN pair with another loss (see train.RECIPES);
+# the WGAN-GP critic normalises per sample, since the penalty is a per-sample gradient.
+BUILDERS = {"mlp": _mlp, "conv": _conv, "dcgan": _dcgan_pair(), "cgan": _dcgan_pair(num_classes=10),
+            "lsgan": _dcgan_pair(), "wgan": _dcgan_pair(), "wgan-gp": _dcgan_pair(norm="layer")}

@@ -108,6 +108,28 @@ class TrainConfig:
         return cls(**{k: v for k, v in values.items() if k in known})
 
 
+# The training recipe of every model name of the command line: TrainConfig fields that differ from the
+# article's defaults, as the papers prescribe them.
+RECIPES = {
+    "mlp": {},
+    "conv": {},
+    "dcgan": {},
+    "cgan": {},
+    "lsgan": {"loss": "lsgan"},
+    # Arjovsky et al. 2017, Algorithm 1: RMSProp 5e-5, clip 0.01, n_critic 5.
+    "wgan": {"loss": "wgan", "optimizer": "rmsprop", "lr_G": 5e-5, "lr_D": 5e-5, "k": 5, "clip_value": 0.01},
+    # Gulrajani et al. 2017, Algorithm 1: Adam 1e-4, betas (0, 0.9), lambda 10, n_critic 5.
+    "wgan-gp": {"loss": "wgan-gp", "lr_G": 1e-4, "lr_D": 1e-4, "beta1": 0.0, "beta2": 0.9, "k": 5, "gp_weight": 10.0},
+}
+
+
+def config_for(model: str, **overrides) -> TrainConfig:
+    """The TrainConfig of a model name (its recipe), with `overrides` on top."""
+    if model not in RECIPES:
+        raise ValueError(f"unknown model {model!r}; choose one of: {', '.join(RECIPES)}")
+    return TrainConfig(**{"model": model, **RECIPES[model], **overrides})
+
+
 def pick_device(name: str = "auto") -> torch.device:
     """CUDA if present, then Apple MPS, then CPU; an explicit name must be available."""
     if name == "auto":
@@ -484,6 +506,9 @@ def load_generator(path: Path | str, map_location: str = "cpu") -> tuple[nn.Modu
     from . import models
     state = load_checkpoint(path, map_location=map_location)
     cfg = state["config"]
+    if cfg.get("model") not in models.BUILDERS:
+        raise CheckpointError(f"{path} was trained with model {cfg.get('model')!r}, which this version of "
+                              f"gan_utils does not know (known: {', '.join(models.BUILDERS)})")
     net_G, _ = models.build(cfg["model"], cfg["latent_dim"])
     net_G.load_state_dict(state["net_G"])
     return net_G.eval(), cfg

@@ -1,0 +1,182 @@
+"""The built book in a real headless browser (Debian's chromium): pages, math, mermaid, images, links, Colab.
+
+The book is built strictly (`jupyter-book build . -W -n --keep-going`), served on 127.0.0.1, and a harness
+page on the same origin loads every page in an iframe and reports what rendered; chromium's --dump-dom
+prints the report. Skipped where chromium is absent, except in CI (`.ci/run` installs it).
+"""
+import functools
+import http.server
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import threading
+from html.parser import HTMLParser
+from pathlib import Path
+from urllib.parse import unquote, urljoin, urlparse
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+HTML = ROOT / "_build" / "html"
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+
+pytestmark = pytest.mark.skipif(CHROMIUM is None and not os.environ.get("CI"),
+                                reason="Debian's chromium is not installed (apt-get install chromium)")
+
+
+@pytest.fixture(scope="module")
+def built_book():
+    assert CHROMIUM, "CI must have chromium: .ci/run installs it"
+    jb = Path(sys.executable).with_name("jupyter-book")
+    result = subprocess.run([str(jb), "build", str(ROOT), "-W", "-n", "--keep-going"], capture_output=True,
+                            text=True, timeout=1200)
+    assert result.returncode == 0, "strict book build failed:\n" + (result.stdout + result.stderr)[-4000:]
+    return HTML
+
+
+def toc_pages():
+    toc = yaml.safe_load((ROOT / "_toc.yml").read_text())
+    pages = [toc["root"]] + [c["file"] for part in toc["parts"] for c in part["chapters"]]
+    return [f"{p}.html" for p in pages]
+
+
+class _Links(HTMLParser):
+    def __init__(self):
+        super().__init__()
+        self.links, self.images = [], []
+
+    def handle_starttag(self, tag, attrs):
+        attrs = dict(attrs)
+        if tag == "a" and attrs.get("href"):
+            self.links.append(attrs["href"])
+        if tag == "img" and attrs.get("src"):
+            self.images.append(attrs["src"])
+
+
+def parse(page: Path) -> _Links:
+    parser = _Links()
+    parser.feed(page.read_text(encoding="utf-8"))
+    return parser
+
+
+def test_no_broken_internal_links_or_images(built_book):
+    for name in toc_pages():
+        page = built_book / name
+        assert page.is_file(), f"{name} was not built"
+        parsed = parse(page)
+        for href in parsed.links + parsed.images:
+            url = urlparse(href)
+            if url.scheme or href.startswith(("#", "mailto:", "//")):
+                continue
+            target = (page.parent / unquote(url.path)).resolve()
+            assert target.exists(), f"{name}: broken link {href}"
+            if url.fragment and target.suffix == ".html":
+                text = target.read_text(encoding="utf-8")
+                assert f'id="{url.fragment}"' in text, f"{name}: broken anchor {href}"
+
+
+def test_colab_buttons_point_at_each_notebook(built_book):
+    config = yaml.safe_load((ROOT / "_config.yml").read_text())
+    repo = urlparse(config["repository"]["url"]).path.strip("/")
+    branch = config["repository"].get("branch", "main")
+    notebooks = [p for p in toc_pages() if p.startswith("notebooks/")]
+    assert notebooks
+    for name in notebooks:
+        links = parse(built_book / name).links
+        want = f"https://colab.research.google.com/github/{repo}/blob/{branch}/{name[:-5]}.ipynb"
+        assert want in links, f"{name}: no Colab button to {want}"
+        assert any(link.startswith("https://mybinder.org/v2/gh/" + repo) for link in links), f"{name}: no Binder button"
+
+
+HARNESS = """<!doctype html><html><body><pre id="report">pending</pre><script>
+const pages = %s;
+const results = {};
+function inspect(doc) {
+  const imgs = [...doc.querySelectorAll('article img, main img, .bd-article img')];
+  return {
+    title: doc.title,
+    math_elements: doc.querySelectorAll('.math, span.math, div.math').length,
+    math_rendered: doc.querySelectorAll('mjx-container').length,
+    mermaid_blocks: doc.querySelectorAll('.mermaid, pre.mermaid').length,
+    mermaid_rendered: doc.querySelectorAll('.mermaid svg, pre.mermaid svg').length,
+    images: imgs.length,
+    broken_images: imgs.filter(i => !(i.complete && i.naturalWidth > 0)).map(i => i.getAttribute('src')),
+  };
+}
+async function visit(page) {
+  return new Promise(resolve => {
+    const frame = document.createElement('iframe');
+    frame.style.width = '1200px'; frame.style.height = '900px';
+    frame.onload = () => setTimeout(() => {
+      try { results[page] = inspect(frame.contentDocument); }
+      catch (e) { results[page] = {error: String(e)}; }
+      frame.remove(); resolve();
+    }, 6000);
+    frame.src = page;
+    document.body.appendChild(frame);
+  });
+}
+(async () => {
+  for (const p of pages) await visit(p);
+  document.getElementById('report').textContent = JSON.stringify(results);
+})();
+</script></body></html>"""
+
+
+@pytest.fixture(scope="module")
+def browser_report(built_book, tmp_path_factory):
+    pages = toc_pages()
+    (built_book / "_browser_harness.html").write_text(HARNESS % json.dumps(pages), encoding="utf-8")
+    class Quiet(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+    handler = functools.partial(Quiet, directory=str(built_book))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    profile = tmp_path_factory.mktemp("chromium-profile")
+    try:
+        result = subprocess.run(
+            [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+             "--disable-background-networking", "--disable-component-update", "--disable-sync",
+             f"--user-data-dir={profile}", "--virtual-time-budget=%d" % (8000 * (len(pages) + 1)),
+             "--dump-dom", f"http://127.0.0.1:{server.server_address[1]}/_browser_harness.html"],
+            capture_output=True, text=True, timeout=600)
+    finally:
+        server.shutdown()
+        (built_book / "_browser_harness.html").unlink(missing_ok=True)
+    match = re.search(r'<pre id="report">(.*?)</pre>', result.stdout, re.S)
+    assert match and match.group(1) != "pending", "the harness did not finish:\n" + result.stderr[-2000:]
+    import html as html_lib
+    return json.loads(html_lib.unescape(match.group(1)))
+
+
+def test_every_page_loads_in_the_browser(browser_report):
+    for page in toc_pages():
+        info = browser_report.get(page, {})
+        assert "error" not in info and info.get("title"), f"{page}: {info}"
+        assert not info["broken_images"], f"{page}: images that did not load: {info['broken_images']}"
+
+
+def test_math_renders(browser_report):
+    pages_with_math = {p: i for p, i in browser_report.items() if i.get("math_elements")}
+    assert any(p.startswith("notebooks/03") for p in pages_with_math), "the objective chapter shows no math"
+    for page, info in pages_with_math.items():
+        assert info["math_rendered"] >= info["math_elements"], f"{page}: MathJax did not render: {info}"
+
+
+def test_mermaid_renders(browser_report):
+    with_mermaid = {p: i for p, i in browser_report.items() if i.get("mermaid_blocks")}
+    assert "notebooks/02_core_concepts.html" in with_mermaid, "the core-concepts chapter has no mermaid diagram"
+    for page, info in with_mermaid.items():
+        assert info["mermaid_rendered"] >= info["mermaid_blocks"], f"{page}: mermaid did not render: {info}"
+
+
+def test_chapters_show_figures(browser_report):
+    for page, info in browser_report.items():
+        if page.startswith("notebooks/"):
+            assert info["images"] >= 1, f"{page}: no figure shown"
