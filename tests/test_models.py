@@ -17,16 +17,55 @@ def test_mlp_pair_is_the_articles():
     assert isinstance(list(net_G.modules())[-1], torch.nn.Tanh)
 
 
-@pytest.mark.parametrize("name", ["mlp", "conv"])
+def _labels(net, batch):
+    return (torch.arange(batch) % 10,) if getattr(net, "num_classes", None) else ()
+
+
+@pytest.mark.parametrize("name", list(models.BUILDERS))
 @pytest.mark.parametrize("batch", [1, 5])
 def test_shapes_and_ranges(name, batch):
     torch.manual_seed(0)
     net_G, net_D = models.build(name)
     net_G.eval()  # BatchNorm with a batch of one needs running statistics
-    x = net_G(torch.randn(batch, 100))
+    net_D.eval()
+    x = net_G(torch.randn(batch, 100), *_labels(net_G, batch))
     assert x.shape == (batch, 1, 28, 28)
     assert x.min() >= -1 and x.max() <= 1
-    assert net_D(x).shape == (batch,)
+    assert net_D(x, *_labels(net_D, batch)).shape == (batch,)
+
+
+@pytest.mark.parametrize("name", list(models.BUILDERS))
+def test_no_discriminator_ends_in_sigmoid(name):
+    _, net_D = models.build(name)
+    assert not any(isinstance(m, torch.nn.Sigmoid) for m in net_D.modules())  # logits / critic scores
+
+
+def test_wgan_gp_critic_normalises_per_sample():
+    _, critic = models.build("wgan-gp")
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in critic.modules())
+    critic.eval()
+    x = torch.randn(6, 1, 28, 28)
+    alone = critic(x[:1])
+    together = critic(x)[:1]
+    torch.testing.assert_close(alone, together)  # a sample's score does not depend on its batch
+
+
+def test_conditional_pair_uses_the_label():
+    torch.manual_seed(0)
+    net_G, net_D = models.build("cgan")
+    net_G.eval()
+    z = torch.randn(1, 100).repeat(2, 1)
+    images = net_G(z, torch.tensor([3, 7]))
+    assert not torch.allclose(images[0], images[1])
+    with pytest.raises(ValueError, match="pass labels"):
+        net_G(z)
+    with pytest.raises(ValueError, match=r"in \[0, 10\)"):
+        net_G(z, torch.tensor([3, 10]))
+    with pytest.raises(ValueError, match="integer dtype"):
+        net_D(images, torch.tensor([3.0, 7.0]))
+    unconditional, _ = models.build("dcgan")
+    with pytest.raises(ValueError, match="unconditional"):
+        unconditional(z, torch.tensor([3, 7]))
 
 
 def test_conv_pair_shape_trail():
@@ -45,11 +84,11 @@ def test_conv_pair_shape_trail():
 
 @pytest.mark.parametrize("shape", [(1, 32, 32), (3, 64, 64), (1, 28, 28)])
 def test_models_work_at_other_sizes(shape):
-    for name in ("mlp", "conv"):
+    for name in models.BUILDERS:
         net_G, net_D = models.build(name, latent_dim=16, img_shape=shape)
-        x = net_G(torch.randn(2, 16))
+        x = net_G(torch.randn(2, 16), *_labels(net_G, 2))
         assert x.shape == (2, *shape)
-        assert net_D(x).shape == (2,)
+        assert net_D(x, *_labels(net_D, 2)).shape == (2,)
 
 
 def test_bad_inputs():

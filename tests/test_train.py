@@ -239,3 +239,27 @@ def test_budget_follows_quick_mode(monkeypatch):
     assert train.budget(30, 1) == 1
     monkeypatch.setattr(train, "QUICK", False)
     assert train.budget(30, 1) == 30
+
+
+def test_conditional_pair_trains_through_the_same_loop(mnist_train):
+    images, labels = mnist_train
+    loader = data.TensorLoader(images[:300], labels[:300], batch_size=64)
+    train.seed_everything(0)
+    net_G, net_D = models.build("cgan")
+    history = train.fit(net_G, net_D, loader, train.config_for("cgan", num_epochs=1, progress=False, device="cpu"))
+    assert len(history.steps["loss_D"]) == 5 and history.samples[0].shape == (64, 1, 28, 28)
+    out = train.generate(net_G, 10, labels=torch.arange(10))
+    assert out.shape == (10, 1, 28, 28)
+    with pytest.raises(ValueError, match="needs a loader with labels"):
+        train.fit(net_G, net_D, data.TensorLoader(images[:300], batch_size=64), _cfg())
+
+
+def test_recipes_follow_the_papers():
+    assert train.config_for("mlp") == train.TrainConfig(model="mlp")
+    wgan, gp = train.config_for("wgan"), train.config_for("wgan-gp")
+    assert (wgan.optimizer, wgan.lr_D, wgan.clip_value, wgan.k) == ("rmsprop", 5e-5, 0.01, 5)
+    assert (gp.lr_D, gp.beta1, gp.beta2, gp.k, gp.gp_weight) == (1e-4, 0.0, 0.9, 5, 10.0)
+    assert train.config_for("lsgan").loss == "lsgan"
+    assert set(train.RECIPES) == set(models.BUILDERS)
+    with pytest.raises(ValueError, match="unknown model"):
+        train.config_for("biggan")
