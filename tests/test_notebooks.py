@@ -65,8 +65,8 @@ def test_chapter_shape(path):
     assert "Learning objectives" in markdown
     assert re.search(r"^## Summary", markdown, re.M) and re.search(r"^## Exercises", markdown, re.M)
     assert markdown.count(":class: dropdown") >= 3, f"{path.name}: at least 3 exercises with hidden solutions"
-    text = json.dumps(nb["cells"])
-    assert "TODO" not in text and "FIXME" not in text and "XXX" not in text
+    sources = "\n".join("".join(c["source"]) for c in nb["cells"])  # not outputs: base64 images hold any letters
+    assert not re.search(r"\b(TODO|FIXME|TBD)\b", sources), f"{path.name}: a placeholder in the text"
     imports = "".join("".join(c["source"]) for c in code_cells(nb))
     assert "from gan_utils import" in imports
 
