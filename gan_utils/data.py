@@ -199,8 +199,8 @@ class TensorLoader:
             raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
         if images.dim() == 3:
             images = images.unsqueeze(1)  # (N, 1, H, W)
-        if images.dim() != 4:
-            raise ValueError(f"images must be (N, H, W) or (N, C, H, W), got shape {tuple(images.shape)}")
+        if images.dim() not in (2, 4):
+            raise ValueError(f"images must be (N, H, W) or (N, C, H, W), or points (N, D); got shape {tuple(images.shape)}")
         if len(images) == 0:
             raise ValueError("images is empty: check the subset size and the class filter")
         if labels is not None and len(labels) != len(images):

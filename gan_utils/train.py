@@ -312,6 +312,8 @@ def _check_batch(real: torch.Tensor, net_D: nn.Module) -> None:
     shape = getattr(net_D, "img_shape", None)
     if shape is not None and tuple(real.shape[1:]) != tuple(shape):
         raise ValueError(f"the data's images have shape {tuple(real.shape[1:])}, net_D expects {tuple(shape)}")
+    if real.dim() != 4:
+        return  # toy data (points in 1-D or 2-D) has no pixel range to check
     lo, hi = float(real.min()), float(real.max())
     if lo < -1.001 or hi > 1.001:
         raise ValueError(f"real images range over [{lo:.3g}, {hi:.3g}]; G's Tanh makes [-1, 1]: "
@@ -477,6 +479,8 @@ def _fixed_grid(net_G: nn.Module, z_fixed: torch.Tensor, labels: Optional[torch.
     net_G.eval()  # BN uses its running statistics, as at sampling time
     images = _call(net_G, z_fixed, labels).float()
     net_G.train(was_training)
+    if images.dim() != 4:
+        return images.cpu()  # toy points (N, D), kept as they are
     return ((images.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).cpu()  # (N, C, H, W) uint8
 
 

@@ -263,3 +263,15 @@ def test_recipes_follow_the_papers():
     assert set(train.RECIPES) == set(models.BUILDERS)
     with pytest.raises(ValueError, match="unknown model"):
         train.config_for("biggan")
+
+
+def test_fit_trains_on_toy_points_outside_the_pixel_range():
+    """The ring of Gaussians (radius 2) goes through the same loop: only images get the pixel check."""
+    points = data.ring_of_gaussians(512, seed=0)  # (512, 2), values up to about 2
+    net_G = nn.Sequential(nn.Linear(8, 32), nn.ReLU(), nn.Linear(32, 2))
+    net_G.latent_dim = 8
+    net_D = nn.Sequential(nn.Linear(2, 32), nn.LeakyReLU(0.2), nn.Linear(32, 1), nn.Flatten(0))
+    loader = data.TensorLoader(points, batch_size=64)  # float points are served as they are
+    history = train.fit(net_G, net_D, loader, _cfg(latent_dim=8, num_samples=16))
+    assert len(history.steps["loss_D"]) == 8
+    assert history.samples[0].shape == (16, 2) and history.samples[0].dtype == torch.float32
