@@ -140,7 +140,7 @@ def bare_loop(model: str, num_images: int, device: torch.device) -> float:
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--model", default="mlp", choices=list(models.BUILDERS))
+    parser.add_argument("--model", default="mlp", choices=["mlp", "conv", "dcgan"])
     parser.add_argument("--images", type=int, default=30000, help="images per measured pass")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--repeats", type=int, default=2, help="passes of each loop; the best one counts")

@@ -65,6 +65,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--n", type=_positive_int, default=64)
     p.add_argument("--out", required=True, help="samples.pt (tensor in [-1, 1]) or grid.png")
     p.add_argument("--seed", type=int, default=0)
+
+    p = sub.add_parser("evaluate", help="FID, IS, class coverage, precision/recall of a trained run")
+    p.add_argument("--run", required=True, help="run folder (or its checkpoint.pt)")
+    p.add_argument("--n", type=_positive_int, default=10000, help="samples (compare runs only at the same n)")
+    p.add_argument("--seed", type=int, default=0)
     return parser
 
 
@@ -130,7 +135,21 @@ def cmd_sample(args) -> int:
     return 0
 
 
-COMMANDS = {"data": cmd_data, "train": cmd_train, "sample": cmd_sample}
+def cmd_evaluate(args) -> int:
+    from . import metrics
+    if args.n < 2:
+        raise ValueError("--n must be at least 2 (use thousands: FID is biased at small n)")
+    net_G, cfg = train.load_generator(args.run)
+    labels = torch.arange(args.n) % net_G.num_classes if getattr(net_G, "num_classes", None) else None
+    images = train.generate(net_G, args.n, seed=args.seed, labels=labels)
+    scores = metrics.evaluate(images, n=args.n)
+    print(f"{cfg['model']} ({args.run}), n={args.n} against the MNIST test set, features of the book's classifier:")
+    for key, value in scores.items():
+        print(f"  {key:>9}: {value:.4f}")
+    return 0
+
+
+COMMANDS = {"data": cmd_data, "train": cmd_train, "sample": cmd_sample, "evaluate": cmd_evaluate}
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:

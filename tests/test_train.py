@@ -275,3 +275,29 @@ def test_fit_trains_on_toy_points_outside_the_pixel_range():
     history = train.fit(net_G, net_D, loader, _cfg(latent_dim=8, num_samples=16))
     assert len(history.steps["loss_D"]) == 8
     assert history.samples[0].shape == (16, 2) and history.samples[0].dtype == torch.float32
+
+
+def test_keyboard_interrupt_loses_at_most_the_current_epoch_and_resumes_exactly(small_loader, tmp_path, monkeypatch):
+    net_G, net_D = _fresh()
+    train.fit(net_G, net_D, small_loader, _cfg(num_epochs=3), out_dir=tmp_path / "ref")
+    want = _state(net_G)
+
+    real_update = train.update_D
+    calls = {"n": 0}
+
+    def interrupt_in_epoch_2(*a, **kw):  # what Ctrl-C / the notebook's stop button does mid-epoch
+        calls["n"] += 1
+        if calls["n"] == len(small_loader) + 3:
+            raise KeyboardInterrupt
+        return real_update(*a, **kw)
+
+    monkeypatch.setattr(train, "update_D", interrupt_in_epoch_2)
+    net_G, net_D = _fresh()
+    history = train.fit(net_G, net_D, small_loader, _cfg(num_epochs=3), out_dir=tmp_path / "run")
+    assert history.interrupted and history.num_epochs == 1
+    assert train.load_checkpoint(tmp_path / "run")["epoch"] == 1
+    monkeypatch.setattr(train, "update_D", real_update)
+    net_G, net_D = _fresh(seed=99)
+    train.fit(net_G, net_D, small_loader, _cfg(num_epochs=3), out_dir=tmp_path / "run", resume=True)
+    for key, value in want.items():
+        assert torch.equal(value, net_G.state_dict()[key]), key
