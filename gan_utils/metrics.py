@@ -30,13 +30,15 @@ from . import data
 CLASSIFIER_FORMAT = "gan_utils.classifier.v1"
 ASSET_PATH = Path(__file__).resolve().parent / "assets" / "mnist_classifier.pt"
 NUM_CLASSES = 10
+MIN_CLASS_SHARE = 0.01  # a digit counts as produced when >= 1% of samples are classified as it (1/10 of fair)
 
 ArrayLike = Union[torch.Tensor, np.ndarray, float, int]
 
 __all__ = [
     "MNISTClassifier", "ClassifierFeatures", "load_classifier", "classifier_features", "class_probabilities",
-    "predict", "gaussian_stats", "frechet_distance", "fid", "fid_from_features", "fid_torchmetrics",
-    "inception_score", "class_histogram", "class_coverage", "precision_recall", "evaluate",
+    "classifier_outputs", "predict", "gaussian_stats", "frechet_distance", "fid", "fid_from_features",
+    "fid_torchmetrics", "inception_score", "inception_score_from_probs", "class_histogram", "class_coverage",
+    "precision_recall", "reference_images", "evaluate",
     "high_quality_fraction", "modes_covered", "ASSET_PATH",
 ]
 
@@ -195,6 +197,13 @@ def class_probabilities(images: torch.Tensor, classifier: Optional[nn.Module] = 
     return _embed(images, classifier, batch_size, ("probs",))["probs"]
 
 
+def classifier_outputs(images: torch.Tensor, classifier: Optional[nn.Module] = None,
+                       batch_size: int = 500) -> tuple[torch.Tensor, torch.Tensor]:
+    """Features phi(x) (N, 128) and p(y|x) (N, 10) from one pass of the classifier, float64 on CPU."""
+    out = _embed(images, classifier, batch_size)
+    return out["features"], out["probs"]
+
+
 def predict(images: torch.Tensor, classifier: Optional[nn.Module] = None, batch_size: int = 500) -> torch.Tensor:
     """Predicted digit argmax_y p(y|x), (N,) int64."""
     return class_probabilities(images, classifier, batch_size).argmax(dim=1)
@@ -287,7 +296,11 @@ def fid_torchmetrics(real_images: torch.Tensor, fake_images: torch.Tensor,
 
 # --- Inception Score and class coverage -------------------------------------------------------------
 
-def _inception_score_from_probs(probs: torch.Tensor, splits: int) -> tuple[float, float]:
+def inception_score_from_probs(probs: torch.Tensor, splits: int = 10) -> tuple[float, float]:
+    """exp(mean_x sum_y p(y|x) (log p(y|x) - log p(y))) per split of (N, 10) probabilities; mean and std."""
+    probs = torch.as_tensor(probs).detach().to("cpu", torch.float64)
+    if probs.dim() != 2:
+        raise ValueError(f"probs must be (N, num_classes), got shape {tuple(probs.shape)}")
     if not isinstance(splits, int) or splits < 1:
         raise ValueError(f"splits must be a positive int, got {splits!r}")
     if len(probs) < splits:
@@ -307,7 +320,7 @@ def inception_score(fake_images: torch.Tensor, classifier: Optional[nn.Module] =
 
     1 (every image gets the same prediction) <= IS <= 10 (confident predictions, all digits equally often).
     """
-    return _inception_score_from_probs(class_probabilities(fake_images, classifier, batch_size), splits)
+    return inception_score_from_probs(class_probabilities(fake_images, classifier, batch_size), splits)
 
 
 def _histogram_from_probs(probs: torch.Tensor) -> torch.Tensor:
@@ -320,7 +333,7 @@ def class_histogram(images: torch.Tensor, classifier: Optional[nn.Module] = None
     return _histogram_from_probs(class_probabilities(images, classifier, batch_size))
 
 
-def class_coverage(images: torch.Tensor, classifier: Optional[nn.Module] = None, min_share: float = 0.01,
+def class_coverage(images: torch.Tensor, classifier: Optional[nn.Module] = None, min_share: float = MIN_CLASS_SHARE,
                    batch_size: int = 500) -> float:
     """#{c : h_c >= min_share} / 10: the fraction of digits G produces; default 1%, a tenth of a fair share."""
     return float((class_histogram(images, classifier, batch_size) >= min_share).double().mean())
@@ -364,37 +377,48 @@ def precision_recall(real_feats: ArrayLike, fake_feats: ArrayLike, k: int = 3,
 
 # --- everything at once -----------------------------------------------------------------------------
 
+def reference_images(n: int = 10_000, seed: int = 0) -> torch.Tensor:
+    """n real MNIST test images in [-1, 1], (n, 1, 28, 28): a fixed random subset (all 10,000 when n = 10,000).
+
+    Random, not the first n: the first 5,000 test digits come from NIST's cleaner SD-3 writers and the last
+    5,000 from SD-1, and the classifier's FID between those two halves is many times that between random halves.
+    """
+    images, _ = data.load_mnist(train=False)
+    if not isinstance(n, int) or not 2 <= n <= len(images):
+        raise ValueError(f"n must be an int in [2, {len(images)}], got {n!r}")
+    order = torch.randperm(len(images), generator=torch.Generator().manual_seed(seed))[:n]
+    return data.to_unit_range(images[order]).unsqueeze(1)
+
+
 @functools.lru_cache(maxsize=2)
 def _real_reference(n: int, device: str) -> dict[str, torch.Tensor]:
-    """Features and probabilities of the first n MNIST test images, computed once per (n, device)."""
-    images, _ = data.load_mnist(train=False)
-    return _embed(data.to_unit_range(images[:n]).unsqueeze(1).to(device), None, 500)
+    """Features and probabilities of reference_images(n), computed once per (n, device)."""
+    return _embed(reference_images(n).to(device), None, 500)
 
 
 def evaluate(fake_images: torch.Tensor, real_images: Optional[torch.Tensor] = None, n: int = 10_000,
              classifier: Optional[nn.Module] = None, k: int = 3, splits: int = 10) -> dict[str, float]:
     """FID, IS, class coverage, precision and recall of the first n fakes against n real images.
 
-    Real images default to the first n of the MNIST test set (the classifier trained on the training set).
+    Real images default to reference_images(n), MNIST test digits (the classifier trained on the training set).
     Compare scores only at the same n: FID shrinks as n grows.
     """
     if not isinstance(n, int) or n < 2:
         raise ValueError(f"n must be an int >= 2, got {n!r}")
+    if isinstance(fake_images, torch.Tensor) and len(fake_images) < n:
+        n = len(fake_images)  # equal sizes keep FID's small-sample bias the same on both sides
+    if n < 2:
+        raise ValueError("evaluate needs at least 2 fake images (use thousands: FID is biased for small N)")
     fake = _embed(fake_images[:n], classifier, 500)
     if real_images is None and classifier is None:
         real = _real_reference(n, str(fake_images.device))
     else:
-        if real_images is None:
-            images, _ = data.load_mnist(train=False)
-            real_images = data.to_unit_range(images[:n]).unsqueeze(1)
-        real = _embed(real_images[:n], classifier, 500)
-    if len(fake["features"]) < 2:
-        raise ValueError("evaluate needs at least 2 fake images (use thousands)")
+        real = _embed(real_images[:n] if real_images is not None else reference_images(n), classifier, 500)
     precision, recall = precision_recall(real["features"], fake["features"], k=k)
     return {
         "fid": fid_from_features(real["features"], fake["features"]),
-        "is": _inception_score_from_probs(fake["probs"], min(splits, len(fake["probs"])))[0],
-        "coverage": float((_histogram_from_probs(fake["probs"]) >= 0.01).double().mean()),
+        "is": inception_score_from_probs(fake["probs"], min(splits, len(fake["probs"])))[0],
+        "coverage": float((_histogram_from_probs(fake["probs"]) >= MIN_CLASS_SHARE).double().mean()),
         "precision": precision,
         "recall": recall,
     }
@@ -402,9 +426,10 @@ def evaluate(fake_images: torch.Tensor, real_images: Optional[torch.Tensor] = No
 
 # --- mode collapse on 2-D toy mixtures --------------------------------------------------------------
 
-# PacGAN (Lin et al., 2018), following VEEGAN (Srivastava et al., 2017), draws 2,500 samples, calls a sample
-# high quality when it lies within 3 standard deviations of its nearest mode, and counts a mode as lost when
-# fewer than 20 samples land there. We keep that ratio, 20 / 2500 = 0.8%, so the rule scales with n.
+# The convention of the 2-D ring/grid benchmarks in VEEGAN (Srivastava et al., 2017) and PacGAN (Lin et al.,
+# 2018): draw 2,500 samples; a sample is high quality when it lies within 3 standard deviations of its nearest
+# mode; a mode with fewer than 20 of those samples is lost. We keep the ratio, 20 / 2500 = 0.8% of the samples,
+# so the rule scales with n (for 8 equal modes a covered mode needs ~6% of its fair share of 12.5%).
 MIN_MODE_FRACTION = 20 / 2500
 
 
@@ -432,4 +457,5 @@ def modes_covered(samples: ArrayLike, centers: ArrayLike, std: float, num_std: f
     """#{m : #{high-quality x nearest to c_m} >= min_fraction * n}: modes that get at least 0.8% of samples."""
     dist, idx = _nearest_mode(samples, centers, std)
     counts = torch.bincount(idx[dist <= num_std], minlength=len(torch.as_tensor(centers)))
-    return int((counts >= max(1, math.ceil(min_fraction * len(dist)))).sum())
+    min_count = max(1, math.ceil(min_fraction * len(dist) - 1e-9))   # 20 of 2500, not 21 by rounding
+    return int((counts >= min_count).sum())
