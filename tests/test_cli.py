@@ -1,5 +1,6 @@
 """The command line: train, sample, resume after a killed process, bad input."""
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -93,3 +94,14 @@ def test_killed_process_resumes_to_the_uninterrupted_weights(tmp_path):
     for net in ("net_G", "net_D"):
         for key, value in want[net].items():
             assert torch.equal(value, got[net][key]), f"{net}.{key}"
+
+
+def test_evaluate_prints_the_metrics(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["train", "--epochs", "1", "--subset", "300", "--out", str(out), "--quiet"]) == 0
+    capsys.readouterr()
+    assert main(["evaluate", "--run", str(out), "--n", "500"]) == 0
+    printed = capsys.readouterr().out
+    for key in ("fid", "is", "coverage", "precision", "recall"):
+        assert re.search(rf"^\s+{key}: \d+\.\d+", printed, re.M), printed
+    assert main(["evaluate", "--run", str(out), "--n", "20000"]) == 2  # more than the test set holds
