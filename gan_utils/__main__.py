@@ -4,6 +4,8 @@
     python -m gan_utils train --model mlp --epochs 10 --out runs/mlp [--device auto] [--resume]
     python -m gan_utils sample --run runs/mlp --n 10000 --out samples.pt   # or grid.png
     python -m gan_utils evaluate --run runs/mlp [--n 10000]
+    python -m gan_utils sample --pretrained dcgan --n 10000 --out samples.pt   # the generators shipped with the package
+    python -m gan_utils export --run runs/mlp --name mlp                       # ship a run's generator (fp16)
 """
 from __future__ import annotations
 
@@ -60,17 +62,44 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--compile", action="store_true", help="torch.compile the nets (CUDA)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
-    p = sub.add_parser("sample", help="draw samples from a trained run")
-    p.add_argument("--run", required=True, help="run folder (or its checkpoint.pt)")
+    p = sub.add_parser("sample", help="draw samples from a trained run or a pretrained generator")
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--run", help="run folder (or its checkpoint.pt)")
+    src.add_argument("--pretrained", help="a model name: the generator shipped with gan_utils")
     p.add_argument("--n", type=_positive_int, default=64)
     p.add_argument("--out", required=True, help="samples.pt (tensor in [-1, 1]) or grid.png")
     p.add_argument("--seed", type=int, default=0)
 
     p = sub.add_parser("evaluate", help="FID, IS, class coverage, precision/recall of a trained run")
-    p.add_argument("--run", required=True, help="run folder (or its checkpoint.pt)")
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--run", help="run folder (or its checkpoint.pt)")
+    src.add_argument("--pretrained", help="a model name: the generator shipped with gan_utils")
     p.add_argument("--n", type=_positive_int, default=10000, help="samples (compare runs only at the same n)")
     p.add_argument("--seed", type=int, default=0)
+
+    p = sub.add_parser("export", help="write a run's generator as a small fp16 pretrained file")
+    p.add_argument("--run", required=True)
+    p.add_argument("--name", required=True, help="the model name it is shipped under")
+    p.add_argument("--out", default=None, help="default: gan_utils/pretrained/NAME.pt")
     return parser
+
+
+def _generator(args):
+    if getattr(args, "pretrained", None):
+        net_G, info = train.load_pretrained(args.pretrained)
+        return net_G, info["config"], f"pretrained {args.pretrained}"
+    net_G, cfg = train.load_generator(args.run)
+    return net_G, cfg, args.run
+
+
+def cmd_export(args) -> int:
+    out = Path(args.out) if args.out else train.PRETRAINED_DIR / f"{args.name}.pt"
+    cfg = train.load_checkpoint(args.run)["config"]
+    if cfg["model"] != args.name:
+        raise ValueError(f"{args.run} trained model {cfg['model']!r}, not {args.name!r}")
+    train.export_generator(args.run, out)
+    print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB)")
+    return 0
 
 
 def cmd_data(args) -> int:
@@ -117,7 +146,7 @@ def cmd_train(args) -> int:
 
 
 def cmd_sample(args) -> int:
-    net_G, cfg = train.load_generator(args.run)
+    net_G, cfg, source = _generator(args)
     labels = None
     if getattr(net_G, "num_classes", None):  # a conditional G: the digits 0-9 in turn
         labels = torch.arange(args.n) % net_G.num_classes
@@ -139,17 +168,18 @@ def cmd_evaluate(args) -> int:
     from . import metrics
     if args.n < 2:
         raise ValueError("--n must be at least 2 (use thousands: FID is biased at small n)")
-    net_G, cfg = train.load_generator(args.run)
+    net_G, cfg, source = _generator(args)
     labels = torch.arange(args.n) % net_G.num_classes if getattr(net_G, "num_classes", None) else None
     images = train.generate(net_G, args.n, seed=args.seed, labels=labels)
     scores = metrics.evaluate(images, n=args.n)
-    print(f"{cfg['model']} ({args.run}), n={args.n} against the MNIST test set, features of the book's classifier:")
+    print(f"{cfg['model']} ({source}), n={args.n} against the MNIST test set, features of the book's classifier:")
     for key, value in scores.items():
         print(f"  {key:>9}: {value:.4f}")
     return 0
 
 
-COMMANDS = {"data": cmd_data, "train": cmd_train, "sample": cmd_sample, "evaluate": cmd_evaluate}
+COMMANDS = {"data": cmd_data, "train": cmd_train, "sample": cmd_sample, "evaluate": cmd_evaluate,
+            "export": cmd_export}
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:

@@ -516,3 +516,46 @@ def load_generator(path: Path | str, map_location: str = "cpu") -> tuple[nn.Modu
     net_G, _ = models.build(cfg["model"], cfg["latent_dim"])
     net_G.load_state_dict(state["net_G"])
     return net_G.eval(), cfg
+
+
+# --- pretrained generators shipped with the package ---------------------------------------------------
+
+PRETRAINED_FORMAT = "gan_utils.generator.v1"
+PRETRAINED_DIR = Path(__file__).resolve().parent / "pretrained"
+
+
+def export_generator(run: Path | str, path: Path | str) -> Path:
+    """Write net_G of a run as a small fp16 file (weights and how they were trained, nothing else)."""
+    state = load_checkpoint(run)
+    cfg, history = state["config"], History.from_state(state["history"])
+    weights = {k: (v.half() if v.is_floating_point() else v) for k, v in state["net_G"].items()}
+    return save_checkpoint(path, {
+        "format": PRETRAINED_FORMAT, "model": cfg["model"], "latent_dim": cfg["latent_dim"],
+        "state_dict": weights, "config": cfg, "epochs": int(state["epoch"]),
+        "train_seconds": float(sum(history.epoch_time)), "device": history.device,
+    })
+
+
+def pretrained_names() -> list[str]:
+    """Models with a pretrained generator in this installation."""
+    return sorted(p.stem for p in PRETRAINED_DIR.glob("*.pt"))
+
+
+def load_pretrained(name: str, map_location: str | torch.device = "cpu") -> tuple[nn.Module, dict]:
+    """The shipped generator of a model name, fp32, in eval mode; returns (net_G, info)."""
+    from . import models
+    path = PRETRAINED_DIR / f"{name}.pt"
+    if not path.is_file():
+        known = ", ".join(pretrained_names()) or "none"
+        raise ValueError(f"no pretrained generator named {name!r} (available: {known})")
+    try:
+        state = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as exc:
+        raise CheckpointError(f"{path} is unreadable ({type(exc).__name__}); reinstall gan_utils") from None
+    if not isinstance(state, dict) or state.get("format") != PRETRAINED_FORMAT:
+        raise CheckpointError(f"{path} is not a gan_utils pretrained generator")
+    net_G, _ = models.build(state["model"], state["latent_dim"])
+    net_G.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state["state_dict"].items()})
+    info = {k: v for k, v in state.items() if k != "state_dict"}
+    return net_G.eval(), info
+
