@@ -105,3 +105,19 @@ def test_evaluate_prints_the_metrics(tmp_path, capsys):
     for key in ("fid", "is", "coverage", "precision", "recall"):
         assert re.search(rf"^\s+{key}: \d+\.\d+", printed, re.M), printed
     assert main(["evaluate", "--run", str(out), "--n", "20000"]) == 2  # more than the test set holds
+
+
+def test_export_and_sample_pretrained(tmp_path, capsys, monkeypatch):
+    out = tmp_path / "run"
+    assert main(["train", "--model", "cgan", "--epochs", "1", "--subset", "128", "--out", str(out), "--quiet"]) == 0
+    monkeypatch.setattr(train, "PRETRAINED_DIR", tmp_path / "pretrained")
+    assert main(["export", "--run", str(out), "--name", "cgan", "--out", str(tmp_path / "pretrained" / "cgan.pt")]) == 0
+    state = torch.load(tmp_path / "pretrained" / "cgan.pt", weights_only=True)
+    assert state["model"] == "cgan" and all(v.dtype != torch.float32 for v in state["state_dict"].values())
+    net_G, info = train.load_pretrained("cgan")
+    assert info["epochs"] == 1 and not net_G.training
+    assert main(["sample", "--pretrained", "cgan", "--n", "20", "--out", str(tmp_path / "s.pt")]) == 0
+    assert torch.load(tmp_path / "s.pt", weights_only=True).shape == (20, 1, 28, 28)
+    assert main(["sample", "--pretrained", "biggan", "--out", str(tmp_path / "s.pt")]) == 2
+    assert "available: cgan" in capsys.readouterr().err
+    assert main(["export", "--run", str(out), "--name", "mlp"]) == 2  # the run trained another model
