@@ -7,12 +7,12 @@ space of the book's own MNIST classifier). Notebooks import modules, not names:
 
     from gan_utils import data, models, losses, train, viz
 """
-from . import data, losses, metrics, models, train, viz
+from . import data, losses, metrics, models, train, viz, widgets
 from .data import DataError, mnist_loader, prepare_mnist
 from .models import build
 from .train import CheckpointError, DivergenceError, History, StopTraining, TrainConfig, fit, update_D, update_G
 
 __version__ = "0.1.0"
-__all__ = ["data", "losses", "metrics", "models", "train", "viz", "DataError", "mnist_loader", "prepare_mnist", "build",
+__all__ = ["data", "losses", "metrics", "models", "train", "viz", "widgets", "DataError", "mnist_loader", "prepare_mnist", "build",
            "CheckpointError", "DivergenceError", "History", "StopTraining", "TrainConfig", "fit", "update_D",
            "update_G", "__version__"]
