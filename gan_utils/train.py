@@ -28,6 +28,11 @@ CHECKPOINT_NAME = "checkpoint.pt"
 QUICK = os.environ.get("GAN_QUICK", "") not in ("", "0")
 
 
+# Classroom mode: GAN_SKIP_TRAINING=1 makes the chapters load the pretrained generators (load_pretrained)
+# instead of training, so any chapter shows a trained model in seconds on a CPU.
+SKIP_TRAINING = os.environ.get("GAN_SKIP_TRAINING", "") not in ("", "0")
+
+
 def budget(full, quick):
     """`full` normally, `quick` when GAN_QUICK=1 (tests, nbval): `num_epochs = train.budget(30, 1)`."""
     return quick if QUICK else full
