@@ -180,6 +180,19 @@ def to_unit_range(x: torch.Tensor) -> torch.Tensor:
     return x.float().div_(127.5).sub_(1.0)
 
 
+def check_pixel_range(images: torch.Tensor, name: str = "images") -> None:
+    """Raise a ValueError that says what to do unless `images` are floats in [-1, 1] (not [0, 1], not [0, 255])."""
+    if not images.is_floating_point():
+        raise ValueError(f"{name} have dtype {images.dtype}; expected floats in [-1, 1]: use data.to_unit_range(x)")
+    lo, hi = float(images.min()), float(images.max())
+    if lo < -1.001 or hi > 1.001:
+        raise ValueError(f"{name} span [{lo:.3g}, {hi:.3g}]; expected floats in [-1, 1], the range of G's Tanh "
+                         "(uint8 pixels: data.to_unit_range(x))")
+    if lo >= 0 and hi > 0.5:
+        raise ValueError(f"{name} span [{lo:.3g}, {hi:.3g}], i.e. [0, 1], but the book's images are in [-1, 1] "
+                         "like G's Tanh: use x * 2 - 1 (or data.to_unit_range on uint8 pixels)")
+
+
 def to_pixel_range(x: torch.Tensor) -> torch.Tensor:
     """float [-1, 1] -> float [0, 1] for display and metrics."""
     return (x.clamp(-1, 1) + 1) / 2

@@ -145,13 +145,7 @@ def _check_images(images: torch.Tensor, name: str = "images") -> torch.Tensor:
         raise ValueError(f"{name} is empty")
     if not torch.isfinite(images).all():
         raise ValueError(f"{name} contain NaN or inf values (did training diverge?)")
-    lo, hi = float(images.min()), float(images.max())
-    if lo < -1.001 or hi > 1.001:
-        raise ValueError(f"{name} span [{lo:.3g}, {hi:.3g}]; expected floats in [-1, 1] (G's Tanh range). "
-                         "uint8 pixels: data.to_unit_range(x)")
-    if lo >= 0 and hi > 0.5:
-        raise ValueError(f"{name} look like [0, 1] images (min {lo:.3g}, max {hi:.3g}); the book's images are in "
-                         "[-1, 1]: use x * 2 - 1 (or data.to_unit_range on uint8 pixels)")
+    data.check_pixel_range(images, name)
     return images
 
 

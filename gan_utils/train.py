@@ -19,7 +19,7 @@ from typing import Callable, Optional
 import torch
 from torch import nn
 
-from . import losses
+from . import data, losses
 
 CHECKPOINT_FORMAT = "gan_utils.checkpoint.v1"
 CHECKPOINT_NAME = "checkpoint.pt"
@@ -319,13 +319,7 @@ def _check_batch(real: torch.Tensor, net_D: nn.Module) -> None:
         raise ValueError(f"the data's images have shape {tuple(real.shape[1:])}, net_D expects {tuple(shape)}")
     if real.dim() != 4:
         return  # toy data (points in 1-D or 2-D) has no pixel range to check
-    lo, hi = float(real.min()), float(real.max())
-    if lo < -1.001 or hi > 1.001:
-        raise ValueError(f"real images range over [{lo:.3g}, {hi:.3g}]; G's Tanh makes [-1, 1]: "
-                         "scale the data with gan_utils.data.to_unit_range")
-    if lo >= 0 and hi > 0.5:
-        raise ValueError(f"real images range over [{lo:.3g}, {hi:.3g}], i.e. [0, 1], but G's Tanh makes "
-                         "[-1, 1]: use x * 2 - 1 (gan_utils.data loaders already do)")
+    data.check_pixel_range(real, "real images")
 
 
 def _run_generator(cfg: TrainConfig, epoch: int, device: torch.device) -> torch.Generator:
