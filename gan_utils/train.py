@@ -397,13 +397,14 @@ def fit(net_G: nn.Module, net_D: nn.Module, loader, cfg: TrainConfig, *, out_dir
         progress = tqdm(total=(cfg.num_epochs - start_epoch) * len(loader), desc="training",
                         unit="batch", mininterval=0.5, initial=0)
     checked_first = False
+    # Until G's first step (k > 1) there is no loss_G: NaN, drawn as a gap. Then the last value carries over.
+    loss_G = torch.tensor(history.steps["loss_G"][-1] if history.steps["loss_G"] else float("nan"), device=device)
     try:
         for epoch in range(start_epoch, cfg.num_epochs):
             if hasattr(loader, "set_epoch"):
                 loader.set_epoch(epoch)
             gen = _run_generator(cfg, epoch, device)
             records = []
-            loss_G = torch.zeros((), device=device)
             if device.type == "cuda":
                 torch.cuda.synchronize(device)
             t0 = time.perf_counter()
@@ -417,14 +418,15 @@ def fit(net_G: nn.Module, net_D: nn.Module, loader, cfg: TrainConfig, *, out_dir
                 loss_D, real_out, fake_out = update_D(
                     step_D, step_G, real, opt_D, latent_dim=cfg.latent_dim, loss=cfg.loss, labels=labels,
                     gp_weight=cfg.gp_weight, clip_value=cfg.clip_value, generator=gen, autocast=autocast)
-                if (i + 1) % cfg.k == 0:
+                g_step = (i + 1) % cfg.k == 0
+                if g_step:
                     loss_G = update_G(step_G, step_D, real.shape[0], opt_G, latent_dim=cfg.latent_dim,
                                       loss=cfg.loss, labels=labels, generator=gen, device=device, autocast=autocast)
                 if cfg.loss in PROBABILITY_LOSSES:  # mean D(x) and D(G(z)) as probabilities
                     d_x, d_g_z = torch.sigmoid(real_out).mean(), torch.sigmoid(fake_out).mean()
                 else:  # raw scores of a critic / least-squares D
                     d_x, d_g_z = real_out.mean(), fake_out.mean()
-                records.append(torch.stack([loss_D, loss_G, d_x, d_g_z]))
+                records.append(torch.stack([loss_D, loss_G, d_x, d_g_z, loss_D.new_tensor(float(g_step))]))
                 seen += real.shape[0]
                 step += 1
                 if progress is not None and (i + 1) % 50 == 0:
@@ -433,11 +435,11 @@ def fit(net_G: nn.Module, net_D: nn.Module, loader, cfg: TrainConfig, *, out_dir
                     progress.update(50)
                     progress.set_postfix(epoch=epoch + 1, loss_D=f"{last[0]:.3f}", loss_G=f"{last[1]:.3f}",
                                          refresh=False)
-            table = torch.stack(records).cpu() if records else torch.empty(0, 4)
+            table = torch.stack(records).cpu() if records else torch.empty(0, 5)
             if device.type == "cuda":
                 torch.cuda.synchronize(device)
             elapsed = time.perf_counter() - t0
-            bad = ~torch.isfinite(table).all(dim=1)
+            bad = ~torch.isfinite(table[:, [0, 2, 3]]).all(dim=1) | ((table[:, 4] > 0) & ~torch.isfinite(table[:, 1]))
             if bad.any():
                 first = int(bad.nonzero()[0])
                 _guard(table[first].tolist(), epoch, step - len(table) + first + 1)
@@ -466,7 +468,10 @@ def fit(net_G: nn.Module, net_D: nn.Module, loader, cfg: TrainConfig, *, out_dir
 
 
 def _guard(values: list, epoch: int, step: int) -> None:
-    if not all(math.isfinite(v) for v in values):
+    """Raise DivergenceError unless the row [loss_D, loss_G, D_x, D_G_z, G stepped] is finite."""
+    loss_D, loss_G, d_x, d_g_z, g_step = values
+    finite = all(math.isfinite(v) for v in (loss_D, d_x, d_g_z)) and (not g_step or math.isfinite(loss_G))
+    if not finite:
         names = ", ".join(f"{k}={v:.4g}" for k, v in zip(STEP_KEYS, values))
         raise DivergenceError(f"training diverged at step {step} (epoch {epoch + 1}): {names}. The last good "
                               "checkpoint is kept; lower the learning rate or use a stabler loss, then resume.")

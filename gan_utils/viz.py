@@ -47,16 +47,18 @@ def save_grid(images: torch.Tensor, path: Path | str, nrow: int = 10) -> Path:
 
 
 def smooth(values: Sequence[float], window: int = 50) -> np.ndarray:
-    """Moving average (shorter at the start), so noisy per-step curves can be read."""
+    """Moving average (shorter at the start), so noisy per-step curves can be read; NaN (no value) is skipped."""
     v = np.asarray(values, dtype=float)
     if len(v) == 0 or window <= 1:
         return v
-    c = np.cumsum(np.insert(v, 0, 0.0))
-    out = np.empty_like(v)
-    for i in range(len(v)):
-        lo = max(0, i + 1 - window)
-        out[i] = (c[i + 1] - c[lo]) / (i + 1 - lo)
-    return out
+    valid = ~np.isnan(v)
+    total = np.concatenate([[0.0], np.cumsum(np.where(valid, v, 0.0))])
+    count = np.concatenate([[0], np.cumsum(valid)])
+    hi = np.arange(1, len(v) + 1)
+    lo = np.maximum(0, hi - window)
+    n = count[hi] - count[lo]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(n > 0, (total[hi] - total[lo]) / np.maximum(n, 1), np.nan)
 
 
 def plot_history(history, window: int = 50, axes=None, title: str = ""):

@@ -80,8 +80,11 @@ def test_k_discriminator_steps_per_generator_step(small_loader, monkeypatch):
     monkeypatch.setattr(train, "update_D", count_D)
     monkeypatch.setattr(train, "update_G", count_G)
     net_G, net_D = _fresh()
-    train.fit(net_G, net_D, small_loader, _cfg(k=4))
-    assert calls == {"D": 8, "G": 2}
+    history = train.fit(net_G, net_D, small_loader, _cfg(k=4, num_epochs=2))
+    assert calls == {"D": 16, "G": 4}
+    loss_G = history.steps["loss_G"]
+    assert all(math.isnan(v) for v in loss_G[:3])  # no G step yet: a gap, not a fake 0
+    assert all(math.isfinite(v) and v != 0 for v in loss_G[3:])  # carried over, also across the epoch
 
 
 def test_update_D_leaves_G_alone_and_update_G_leaves_D_alone():
