@@ -71,3 +71,13 @@ def test_config_is_jupyter_book_1_with_parts():
     assert "sphinxcontrib.mermaid" in config["sphinx"]["extra_extensions"]
     toc = load("_toc.yml")
     assert toc["format"] == "jb-book" and all("caption" in p for p in toc["parts"])
+
+
+def test_the_wheel_ships_the_classifier_and_the_pretrained_generators():
+    """Colab installs a (non-editable) wheel from git: data folders must be packages with their .pt files."""
+    import tomllib
+    config = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
+    for folder in ("assets", "pretrained"):
+        assert f"gan_utils.{folder}" in config["packages"]
+        assert "*.pt" in config["package-data"][f"gan_utils.{folder}"]
+        assert list((ROOT / "gan_utils" / folder).glob("*.pt")), folder
