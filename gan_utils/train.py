@@ -374,6 +374,10 @@ def fit(net_G: nn.Module, net_D: nn.Module, loader, cfg: TrainConfig, *, out_dir
                 print(f"Resuming from {ckpt_path} after epoch {start_epoch}.", file=sys.stderr)
 
     use_amp = cfg.amp
+    if use_amp and device.type == "cuda" and not torch.cuda.is_bf16_supported():
+        import warnings  # e.g. Colab's T4: no bf16 units, emulation would be slower than fp32
+        warnings.warn("this GPU has no native bf16: amp is switched off, training runs in fp32")
+        use_amp = False
     amp_device = "cuda" if device.type == "cuda" else "cpu"
     autocast = (lambda: torch.autocast(amp_device, dtype=torch.bfloat16)) if use_amp else contextlib.nullcontext
     step_G, step_D = net_G, net_D
