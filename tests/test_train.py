@@ -304,3 +304,13 @@ def test_keyboard_interrupt_loses_at_most_the_current_epoch_and_resumes_exactly(
     train.fit(net_G, net_D, small_loader, _cfg(num_epochs=3), out_dir=tmp_path / "run", resume=True)
     for key, value in want.items():
         assert torch.equal(value, net_G.state_dict()[key]), key
+
+
+@pytest.mark.parametrize("name", sorted(models.BUILDERS))
+def test_every_model_ships_a_pretrained_generator(name):
+    state = torch.load(train.PRETRAINED_DIR / f"{name}.pt", weights_only=True)  # no arbitrary unpickling
+    assert state["model"] == name and state["epochs"] >= 1 and state["train_seconds"] > 0
+    net_G, info = train.load_pretrained(name)
+    labels = torch.arange(8) % 10 if getattr(net_G, "num_classes", None) else None
+    images = train.generate(net_G, 8, labels=labels)
+    assert images.shape == (8, 1, 28, 28) and images.abs().max() <= 1 and images.std() > 0.1
