@@ -27,7 +27,7 @@ def setup_cell(url: str | None = None) -> str:
     return (f"{MARKER} (Colab keeps its own torch).\n"
             "import sys\n"
             "if \"google.colab\" in sys.modules:\n"
-            f"    %pip install -q \"gan_utils @ git+{url}\"")
+            f"    %pip install -q \"gan_utils[metrics] @ git+{url}\"")
 
 
 def first_code_cell(nb: dict) -> dict | None:

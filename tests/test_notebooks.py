@@ -82,7 +82,7 @@ def test_setup_cell_never_reinstalls_torch():
     cell = sync_notebooks.setup_cell()
     assert 'if "google.colab" in sys.modules:' in cell
     requirements = [t.strip('"') for t in cell.split("%pip install")[1].split() if not t.startswith("-")]
-    assert requirements[0] == "gan_utils" and requirements[1] == "@" and len(requirements) == 3
+    assert requirements[0] == "gan_utils[metrics]" and requirements[1] == "@" and len(requirements) == 3
     assert not any(re.match(r"torch(vision)?\b", t) for t in requirements)  # Colab keeps its own torch
 
 
