@@ -40,6 +40,13 @@ def _positive_float(text: str) -> float:
     return value
 
 
+def _add_source(parser: argparse.ArgumentParser) -> None:
+    """--run or --pretrained: where the generator comes from (sample, evaluate)."""
+    src = parser.add_mutually_exclusive_group(required=True)
+    src.add_argument("--run", help="run folder (or its checkpoint.pt)")
+    src.add_argument("--pretrained", help="a model name: the generator shipped with gan_utils")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m gan_utils", description="Train and sample the book's GANs.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -63,17 +70,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
     p = sub.add_parser("sample", help="draw samples from a trained run or a pretrained generator")
-    src = p.add_mutually_exclusive_group(required=True)
-    src.add_argument("--run", help="run folder (or its checkpoint.pt)")
-    src.add_argument("--pretrained", help="a model name: the generator shipped with gan_utils")
+    _add_source(p)
     p.add_argument("--n", type=_positive_int, default=64)
     p.add_argument("--out", required=True, help="samples.pt (tensor in [-1, 1]) or grid.png")
     p.add_argument("--seed", type=int, default=0)
 
     p = sub.add_parser("evaluate", help="FID, IS, class coverage, precision/recall of a trained run")
-    src = p.add_mutually_exclusive_group(required=True)
-    src.add_argument("--run", help="run folder (or its checkpoint.pt)")
-    src.add_argument("--pretrained", help="a model name: the generator shipped with gan_utils")
+    _add_source(p)
     p.add_argument("--n", type=_positive_int, default=10000, help="samples (compare runs only at the same n)")
     p.add_argument("--seed", type=int, default=0)
 
@@ -84,12 +87,16 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _generator(args):
-    if getattr(args, "pretrained", None):
+def _samples(args) -> tuple[torch.Tensor, dict, str]:
+    """args.n samples in [-1, 1] of --run or --pretrained (a conditional G: the digits 0-9 in turn)."""
+    if args.pretrained:
         net_G, info = train.load_pretrained(args.pretrained)
-        return net_G, info["config"], f"pretrained {args.pretrained}"
-    net_G, cfg = train.load_generator(args.run)
-    return net_G, cfg, args.run
+        cfg, source = info["config"], f"pretrained {args.pretrained}"
+    else:
+        net_G, cfg = train.load_generator(args.run)
+        source = args.run
+    labels = torch.arange(args.n) % net_G.num_classes if getattr(net_G, "num_classes", None) else None
+    return train.generate(net_G, args.n, seed=args.seed, labels=labels), cfg, source  # (n, C, H, W)
 
 
 def cmd_export(args) -> int:
@@ -146,11 +153,7 @@ def cmd_train(args) -> int:
 
 
 def cmd_sample(args) -> int:
-    net_G, cfg, source = _generator(args)
-    labels = None
-    if getattr(net_G, "num_classes", None):  # a conditional G: the digits 0-9 in turn
-        labels = torch.arange(args.n) % net_G.num_classes
-    images = train.generate(net_G, args.n, seed=args.seed, labels=labels)  # (n, C, H, W) in [-1, 1]
+    images, cfg, _ = _samples(args)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     if out.suffix == ".pt":
@@ -166,12 +169,8 @@ def cmd_sample(args) -> int:
 
 def cmd_evaluate(args) -> int:
     from . import metrics
-    if args.n < 2:
-        raise ValueError("--n must be at least 2 (use thousands: FID is biased at small n)")
-    net_G, cfg, source = _generator(args)
-    labels = torch.arange(args.n) % net_G.num_classes if getattr(net_G, "num_classes", None) else None
-    images = train.generate(net_G, args.n, seed=args.seed, labels=labels)
-    scores = metrics.evaluate(images, n=args.n)
+    images, cfg, source = _samples(args)
+    scores = metrics.evaluate(images, n=args.n)  # checks n against the test set's size
     print(f"{cfg['model']} ({source}), n={args.n} against the MNIST test set, features of the book's classifier:")
     for key, value in scores.items():
         print(f"  {key:>9}: {value:.4f}")
