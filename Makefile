@@ -5,11 +5,12 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: help venv data book test test-py test-nb train sync benchmark clean
+.PHONY: help venv data book test test-py test-nb test-colab-widgets train sync benchmark clean
 
 help:
 	@echo "make book   - set up .venv, fetch MNIST if needed, build the HTML book into _build/html"
-	@echo "make test   - the same set-up, then pytest and every notebook under nbval (quick mode)"
+	@echo "make test   - the same set-up, then pytest and every notebook under nbval (quick mode, then classroom mode)"
+	@echo "make test-colab-widgets - the widget tests on Colab's ipywidgets 7.7.1 and ipykernel 6.17.1 (part of make test)"
 	@echo "make train  - train the article's MLP GAN with the command line (runs/mlp)"
 	@echo "make sync   - rewrite every notebook's Colab cell from the repository URL in _config.yml"
 	@echo "make benchmark - training throughput: article loop vs engine vs bare loop"
@@ -31,6 +32,18 @@ book: data
 test: data
 	GAN_QUICK=1 $(BIN)/python -m pytest -p no:cacheprovider tests
 	GAN_QUICK=1 $(BIN)/python -m pytest -p no:cacheprovider --nbval-lax notebooks
+	# classroom mode: every chapter again, with the pretrained generators instead of training
+	GAN_QUICK=1 GAN_SKIP_TRAINING=1 $(BIN)/python -m pytest -p no:cacheprovider --nbval-lax notebooks
+	$(MAKE) test-colab-widgets
+
+# Colab's widget stack (ipywidgets 7.7.1, ipykernel 6.17.1) in a second venv that sees .venv's packages
+# behind its own: the widget tests, including the ones that drive a live kernel by comm messages.
+COLAB_VENV := .venv-colab-widgets
+test-colab-widgets: $(STAMP)
+	test -x $(COLAB_VENV)/bin/python || $(BIN)/python -m venv $(COLAB_VENV)
+	$(COLAB_VENV)/bin/python -m pip install --quiet "ipywidgets==7.7.1" "ipykernel==6.17.1"
+	$(BIN)/python -c "import sysconfig; print(sysconfig.get_paths()['purelib'])" > "$$($(COLAB_VENV)/bin/python -c "import sysconfig; print(sysconfig.get_paths()['purelib'])")/zz_main_venv.pth"
+	EXPECT_IPYWIDGETS=7.7.1 PYTHONPATH=$(CURDIR) $(COLAB_VENV)/bin/python -m pytest -p no:cacheprovider -q tests/test_widgets.py tests/test_widgets_kernel.py
 
 train: data
 	$(BIN)/python -m gan_utils train --model mlp --epochs 10 --out runs/mlp --resume
