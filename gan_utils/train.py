@@ -29,13 +29,23 @@ QUICK = os.environ.get("GAN_QUICK", "") not in ("", "0")
 
 
 # Classroom mode: GAN_SKIP_TRAINING=1 makes the chapters load the pretrained generators (load_pretrained)
-# instead of training, so any chapter shows a trained model in seconds on a CPU.
+# instead of training, so any chapter shows a trained model in seconds on a CPU. Runs whose networks
+# later cells need (a discriminator, a history to plot) shrink to their quick size instead: `train_budget`.
 SKIP_TRAINING = os.environ.get("GAN_SKIP_TRAINING", "") not in ("", "0")
 
 
 def budget(full, quick):
     """`full` normally, `quick` when GAN_QUICK=1 (tests, nbval): `num_epochs = train.budget(30, 1)`."""
     return quick if QUICK else full
+
+
+def train_budget(full, short):
+    """The size of a training run: `short` in quick mode and in classroom mode (GAN_SKIP_TRAINING=1).
+
+    For the runs of the early chapters whose D or history later cells use, so they cannot simply load a
+    pretrained generator: `num_epochs = train.train_budget(8, 1)` trains one epoch in a classroom.
+    """
+    return short if (QUICK or SKIP_TRAINING) else full
 
 
 class DivergenceError(RuntimeError):

@@ -72,6 +72,17 @@ def test_chapter_shape(path):
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_every_training_run_honours_classroom_mode(path):
+    # GAN_SKIP_TRAINING=1 (make test runs every chapter so) must load a pretrained G or shrink the run.
+    code = "\n".join("".join(c["source"]) for c in code_cells(json.loads(path.read_text(encoding="utf-8"))))
+    trains = re.search(r"train\.fit\(|\.start\(|for epoch in range\(", code)
+    if trains:
+        assert re.search(r"train\.SKIP_TRAINING|train\.train_budget\(", code), (
+            f"{path.name} trains ({trains.group(0)}...) but ignores classroom mode: use train.SKIP_TRAINING "
+            "with train.load_pretrained, or size the run with train.train_budget")
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
 def test_first_code_cell_installs_from_the_one_repository_url(path):
     nb = json.loads(path.read_text(encoding="utf-8"))
     assert "".join(code_cells(nb)[0]["source"]) == sync_notebooks.setup_cell(), \

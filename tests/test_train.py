@@ -244,6 +244,14 @@ def test_budget_follows_quick_mode(monkeypatch):
     assert train.budget(30, 1) == 30
 
 
+@pytest.mark.parametrize("quick, skip, expected", [(False, False, 30), (True, False, 1), (False, True, 1), (True, True, 1)])
+def test_train_budget_shrinks_in_quick_and_classroom_mode(monkeypatch, quick, skip, expected):
+    monkeypatch.setattr(train, "QUICK", quick)
+    monkeypatch.setattr(train, "SKIP_TRAINING", skip)
+    assert train.train_budget(30, 1) == expected
+    assert train.budget(30, 1) == (1 if quick else 30)  # metrics and sample counts keep their size in a classroom
+
+
 def test_conditional_pair_trains_through_the_same_loop(mnist_train):
     images, labels = mnist_train
     loader = data.TensorLoader(images[:300], labels[:300], batch_size=64)
