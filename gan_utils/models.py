@@ -212,8 +212,15 @@ def _check_labels(labels: Optional[torch.Tensor], batch: int, num_classes: int) 
 
 
 def dcgan_init(module: nn.Module) -> None:
-    """DCGAN weight init (Radford et al. 2015): conv/linear weights ~ N(0, 0.02), BN weights ~ N(1, 0.02)."""
-    if isinstance(module, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)):
+    """DCGAN weight init (Radford et al. 2015): conv/linear weights ~ N(0, 0.02), BN weights ~ N(1, 0.02).
+
+    Label tables (`nn.Embedding`) get N(0, 0.02) too. PyTorch's default N(0, 1) makes the projection
+    e_y . phi(x) of the cGAN's D dominate its first logits and G's label vector as loud as z; a cGAN
+    started that way learned one image per class (chapter 8 measures it).
+    """
+    if isinstance(module, nn.Embedding):
+        nn.init.normal_(module.weight, 0.0, 0.02)
+    elif isinstance(module, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)):
         nn.init.normal_(module.weight, 0.0, 0.02)
         if module.bias is not None:
             nn.init.zeros_(module.bias)

@@ -112,3 +112,17 @@ def test_dcgan_init_statistics():
     net_G, _ = models.build("conv")
     w = net_G.upsample[0].weight
     assert abs(w.mean().item()) < 2e-3 and abs(w.std().item() - 0.02) < 2e-3
+
+
+def test_dcgan_init_covers_label_tables():
+    # nn.Embedding defaults to N(0, 1); left there, the cGAN's projection term dwarfs the rest of D's logit.
+    torch.manual_seed(0)
+    net_G, net_D = models.build("cgan")
+    for table in (net_G.embed.weight, net_D.embed.weight):
+        assert abs(table.std().item() - 0.02) < 2e-3
+    x = torch.rand(64, 1, 28, 28) * 2 - 1
+    y = torch.arange(64) % 10
+    with torch.no_grad():
+        h = net_D.features(x)
+        head, projection = net_D.head(h).view(-1), (net_D.embed(y) * h).sum(dim=1)
+    assert projection.std() < 3 * head.std()
