@@ -68,6 +68,8 @@ def test_config_is_jupyter_book_1_with_parts():
     config = load("_config.yml")
     assert config["execute"]["execute_notebooks"] == "off"
     assert config["only_build_toc_files"] is True
+    # make test creates .venv-colab-widgets beside .venv: markdown in site-packages must not become pages
+    assert {".venv*", ".pytest_cache"} <= set(config["exclude_patterns"])
     assert "sphinxcontrib.mermaid" in config["sphinx"]["extra_extensions"]
     toc = load("_toc.yml")
     assert toc["format"] == "jb-book" and all("caption" in p for p in toc["parts"])
