@@ -218,11 +218,9 @@ def dcgan_init(module: nn.Module) -> None:
     e_y . phi(x) of the cGAN's D dominate its first logits and G's label vector as loud as z; a cGAN
     started that way learned one image per class (chapter 8 measures it).
     """
-    if isinstance(module, nn.Embedding):
+    if isinstance(module, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear, nn.Embedding)):
         nn.init.normal_(module.weight, 0.0, 0.02)
-    elif isinstance(module, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)):
-        nn.init.normal_(module.weight, 0.0, 0.02)
-        if module.bias is not None:
+        if getattr(module, "bias", None) is not None:  # an Embedding has none
             nn.init.zeros_(module.bias)
     elif isinstance(module, (nn.BatchNorm1d, nn.BatchNorm2d, nn.GroupNorm)):
         nn.init.normal_(module.weight, 1.0, 0.02)
