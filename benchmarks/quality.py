@@ -71,8 +71,7 @@ def train_one(name: str, steps: int, subset: int, batch_size: int, amp: bool, de
 
 def samples_of(net_G: torch.nn.Module, n: int, seed: int) -> torch.Tensor:
     """n samples in [-1, 1] on the CPU; a conditional G draws the digits 0-9 in turn (as the CLI does)."""
-    labels = torch.arange(n) % net_G.num_classes if getattr(net_G, "num_classes", None) else None
-    return train.generate(net_G, n, seed=seed, labels=labels)  # (n, 1, 28, 28)
+    return train.generate(net_G, n, seed=seed, labels=train.cycled_labels(net_G, n))  # (n, 1, 28, 28)
 
 
 def main(argv=None) -> None:

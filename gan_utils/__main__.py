@@ -95,7 +95,7 @@ def _samples(args) -> tuple[torch.Tensor, dict, str]:
     else:
         net_G, cfg = train.load_generator(args.run)
         source = args.run
-    labels = torch.arange(args.n) % net_G.num_classes if getattr(net_G, "num_classes", None) else None
+    labels = train.cycled_labels(net_G, args.n)
     return train.generate(net_G, args.n, seed=args.seed, labels=labels), cfg, source  # (n, C, H, W)
 
 

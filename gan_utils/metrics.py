@@ -327,10 +327,14 @@ def class_histogram(images: torch.Tensor, classifier: Optional[nn.Module] = None
     return _histogram_from_probs(class_probabilities(images, classifier, batch_size))
 
 
+def _coverage_from_probs(probs: torch.Tensor, min_share: float = MIN_CLASS_SHARE) -> float:
+    return float((_histogram_from_probs(probs) >= min_share).double().mean())
+
+
 def class_coverage(images: torch.Tensor, classifier: Optional[nn.Module] = None, min_share: float = MIN_CLASS_SHARE,
                    batch_size: int = 500) -> float:
     """#{c : h_c >= min_share} / 10: the fraction of digits G produces; default 1%, a tenth of a fair share."""
-    return float((class_histogram(images, classifier, batch_size) >= min_share).double().mean())
+    return _coverage_from_probs(class_probabilities(images, classifier, batch_size), min_share)
 
 
 # --- precision and recall (Kynkaanniemi et al., 2019) -----------------------------------------------
@@ -412,7 +416,7 @@ def evaluate(fake_images: torch.Tensor, real_images: Optional[torch.Tensor] = No
     return {
         "fid": fid_from_features(real["features"], fake["features"]),
         "is": inception_score_from_probs(fake["probs"], min(splits, len(fake["probs"])))[0],
-        "coverage": float((_histogram_from_probs(fake["probs"]) >= MIN_CLASS_SHARE).double().mean()),
+        "coverage": _coverage_from_probs(fake["probs"]),
         "precision": precision,
         "recall": recall,
     }

@@ -290,6 +290,17 @@ def save_checkpoint(path: Path | str, state: dict) -> Path:
     return path
 
 
+def _load_ours(path: Path, file_format: str, map_location, unreadable: str, foreign: str) -> dict:
+    """torch.load with weights_only=True (no arbitrary unpickling) and a check of our format marker."""
+    try:
+        state = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as exc:
+        raise CheckpointError(unreadable.format(path=path, error=type(exc).__name__)) from None
+    if not isinstance(state, dict) or state.get("format") != file_format:
+        raise CheckpointError(foreign.format(path=path))
+    return state
+
+
 def load_checkpoint(path: Path | str, map_location: str | torch.device = "cpu") -> dict:
     """Load with `weights_only=True` (no arbitrary unpickling) and check that it is one of ours."""
     path = Path(path)
@@ -298,16 +309,12 @@ def load_checkpoint(path: Path | str, map_location: str | torch.device = "cpu") 
     if not path.is_file():
         raise CheckpointError(f"no checkpoint at {path}; train first "
                               f"(python -m gan_utils train --out {path.parent}) or check the path")
-    try:
-        state = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as exc:
-        raise CheckpointError(f"{path} cannot be read as a gan_utils checkpoint: it is truncated, corrupted or "
-                              f"was written by another program ({type(exc).__name__}). Delete it and train "
-                              "again, or resume from another run.") from None
-    if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
-        raise CheckpointError(f"{path} is a torch file but not a gan_utils checkpoint (no '{CHECKPOINT_FORMAT}' "
-                              "marker); pass the checkpoint.pt of a run made by gan_utils.train")
-    return state
+    return _load_ours(
+        path, CHECKPOINT_FORMAT, map_location,
+        unreadable="{path} cannot be read as a gan_utils checkpoint: it is truncated, corrupted or was written "
+                   "by another program ({error}). Delete it and train again, or resume from another run.",
+        foreign=f"{{path}} is a torch file but not a gan_utils checkpoint (no '{CHECKPOINT_FORMAT}' marker); "
+                "pass the checkpoint.pt of a run made by gan_utils.train")
 
 
 # --- the loop ---------------------------------------------------------------------------------------
@@ -363,7 +370,7 @@ def fit(net_G: nn.Module, net_D: nn.Module, loader, cfg: TrainConfig, *, out_dir
     z_fixed = torch.randn(cfg.num_samples, cfg.latent_dim,
                           generator=torch.Generator().manual_seed(cfg.seed + 12345)).to(device)
     if conditional and fixed_labels is None:
-        fixed_labels = torch.arange(cfg.num_samples) % net_G.num_classes
+        fixed_labels = cycled_labels(net_G, cfg.num_samples)
     if fixed_labels is not None:
         fixed_labels = fixed_labels.to(device)
     start_epoch, step = 0, 0
@@ -502,6 +509,23 @@ def _fixed_grid(net_G: nn.Module, z_fixed: torch.Tensor, labels: Optional[torch.
     return ((images.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).cpu()  # (N, C, H, W) uint8
 
 
+@contextlib.contextmanager
+def eval_mode(net: nn.Module):
+    """Run `net` in eval mode (BN uses its running statistics, as at sampling time), then restore its mode."""
+    was_training = net.training
+    net.eval()
+    try:
+        yield net
+    finally:
+        net.train(was_training)
+
+
+def cycled_labels(net_G: nn.Module, n: int) -> Optional[torch.Tensor]:
+    """For a conditional G the labels 0, 1, ..., 9, 0, 1, ... (every class equally often); None otherwise."""
+    num_classes = getattr(net_G, "num_classes", None)
+    return torch.arange(n) % num_classes if num_classes else None
+
+
 @torch.no_grad()
 def generate(net_G: nn.Module, n: int, *, latent_dim: Optional[int] = None, batch_size: int = 1000,
              seed: Optional[int] = 0, labels: Optional[torch.Tensor] = None) -> torch.Tensor:
@@ -511,29 +535,32 @@ def generate(net_G: nn.Module, n: int, *, latent_dim: Optional[int] = None, batc
     latent_dim = latent_dim or net_G.latent_dim
     device = next(net_G.parameters()).device
     gen = torch.Generator().manual_seed(seed) if seed is not None else None
-    was_training = net_G.training
-    net_G.eval()
     out = []
-    for start in range(0, n, batch_size):
-        b = min(batch_size, n - start)
-        z = torch.randn(b, latent_dim, generator=gen).to(device)
-        y = labels[start:start + b].to(device) if labels is not None else None
-        out.append(_call(net_G, z, y).float().cpu())
-    net_G.train(was_training)
+    with eval_mode(net_G):
+        for start in range(0, n, batch_size):
+            b = min(batch_size, n - start)
+            z = torch.randn(b, latent_dim, generator=gen).to(device)
+            y = labels[start:start + b].to(device) if labels is not None else None
+            out.append(_call(net_G, z, y).float().cpu())
     return torch.cat(out)
+
+
+def _build_generator(model: str, latent_dim: int, state_dict: dict, source: Path | str) -> nn.Module:
+    """net_G of a model name with the given weights, in eval mode."""
+    from . import models
+    if model not in models.BUILDERS:
+        raise CheckpointError(f"{source} was trained with model {model!r}, which this version of "
+                              f"gan_utils does not know (known: {', '.join(models.BUILDERS)})")
+    net_G, _ = models.build(model, latent_dim)
+    net_G.load_state_dict(state_dict)
+    return net_G.eval()
 
 
 def load_generator(path: Path | str, map_location: str = "cpu") -> tuple[nn.Module, dict]:
     """Rebuild net_G of a run from its checkpoint; returns (net_G in eval mode, config dict)."""
-    from . import models
     state = load_checkpoint(path, map_location=map_location)
     cfg = state["config"]
-    if cfg.get("model") not in models.BUILDERS:
-        raise CheckpointError(f"{path} was trained with model {cfg.get('model')!r}, which this version of "
-                              f"gan_utils does not know (known: {', '.join(models.BUILDERS)})")
-    net_G, _ = models.build(cfg["model"], cfg["latent_dim"])
-    net_G.load_state_dict(state["net_G"])
-    return net_G.eval(), cfg
+    return _build_generator(cfg.get("model"), cfg["latent_dim"], state["net_G"], path), cfg
 
 
 # --- pretrained generators shipped with the package ---------------------------------------------------
@@ -561,19 +588,13 @@ def pretrained_names() -> list[str]:
 
 def load_pretrained(name: str, map_location: str | torch.device = "cpu") -> tuple[nn.Module, dict]:
     """The shipped generator of a model name, fp32, in eval mode; returns (net_G, info)."""
-    from . import models
     path = PRETRAINED_DIR / f"{name}.pt"
     if not path.is_file():
         known = ", ".join(pretrained_names()) or "none"
         raise ValueError(f"no pretrained generator named {name!r} (available: {known})")
-    try:
-        state = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as exc:
-        raise CheckpointError(f"{path} is unreadable ({type(exc).__name__}); reinstall gan_utils") from None
-    if not isinstance(state, dict) or state.get("format") != PRETRAINED_FORMAT:
-        raise CheckpointError(f"{path} is not a gan_utils pretrained generator")
-    net_G, _ = models.build(state["model"], state["latent_dim"])
-    net_G.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state["state_dict"].items()})
+    state = _load_ours(path, PRETRAINED_FORMAT, map_location,
+                       unreadable="{path} is unreadable ({error}); reinstall gan_utils",
+                       foreign="{path} is not a gan_utils pretrained generator")
+    weights = {k: v.float() if v.is_floating_point() else v for k, v in state["state_dict"].items()}
     info = {k: v for k, v in state.items() if k != "state_dict"}
-    return net_G.eval(), info
-
+    return _build_generator(state["model"], state["latent_dim"], weights, path), info

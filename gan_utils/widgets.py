@@ -117,15 +117,10 @@ def _seed_noise(seed: int, shape: tuple) -> torch.Tensor:
 
 @torch.no_grad()
 def _generate(net_G: nn.Module, z: torch.Tensor, labels: Optional[torch.Tensor] = None) -> torch.Tensor:
-    """G(z) in eval mode (BN uses running statistics, as at sampling time), float on the CPU."""
+    """G(z) for a given z, in eval mode (as train.generate, which draws z itself), float on the CPU."""
     device = next(net_G.parameters()).device
-    was_training = net_G.training
-    net_G.eval()
-    try:
-        z = z.to(device)
-        out = net_G(z) if labels is None else net_G(z, labels.to(device))
-    finally:
-        net_G.train(was_training)
+    with train.eval_mode(net_G):
+        out = net_G(z.to(device)) if labels is None else net_G(z.to(device), labels.to(device))
     return out.float().cpu()
 
 
