@@ -17,7 +17,7 @@ from typing import Optional, Sequence
 
 import torch
 
-from . import data, models, train
+from . import checkpoints, data, models, train
 
 
 def _positive_int(text: str) -> int:
@@ -100,7 +100,7 @@ def _samples(args) -> tuple[torch.Tensor, dict, str]:
 
 
 def cmd_export(args) -> int:
-    out = Path(args.out) if args.out else train.PRETRAINED_DIR / f"{args.name}.pt"
+    out = Path(args.out) if args.out else checkpoints.PRETRAINED_DIR / f"{args.name}.pt"
     cfg = train.load_checkpoint(args.run)["config"]
     if cfg["model"] != args.name:
         raise ValueError(f"{args.run} trained model {cfg['model']!r}, not {args.name!r}")

@@ -1,4 +1,4 @@
-"""The training engine every chapter uses: `update_D`, `update_G`, `fit`, checkpoints.
+"""The training engine every chapter uses: `update_D`, `update_G`, `fit` (checkpoints: `checkpoints`).
 
 One loop for every model and loss family. Algorithm 1 of Goodfellow et al. (2014): each batch is one
 discriminator step; every k-th batch is followed by one generator step. Checkpoints are written
@@ -20,9 +20,10 @@ import torch
 from torch import nn
 
 from . import data, losses
-
-CHECKPOINT_FORMAT = "gan_utils.checkpoint.v1"
-CHECKPOINT_NAME = "checkpoint.pt"
+from .checkpoints import (  # re-exported: chapters call train.load_checkpoint, train.load_pretrained, ...
+    CHECKPOINT_FORMAT, CHECKPOINT_NAME, PRETRAINED_DIR, PRETRAINED_FORMAT, CheckpointError,
+    export_generator, load_checkpoint, load_generator, load_pretrained, pretrained_names, save_checkpoint,
+)
 
 # Quick mode: the tests (and an impatient reader) set GAN_QUICK=1 to cut every long loop.
 QUICK = os.environ.get("GAN_QUICK", "") not in ("", "0")
@@ -50,10 +51,6 @@ def train_budget(full, short):
 
 class DivergenceError(RuntimeError):
     """A loss became NaN or infinite; the last good checkpoint is kept."""
-
-
-class CheckpointError(RuntimeError):
-    """A checkpoint is missing, truncated, corrupted or not one of ours."""
 
 
 class StopTraining(Exception):
@@ -273,48 +270,6 @@ class History:
         total = sum(self.epoch_time)
         return (f"{self.num_epochs} epochs in {total:.1f} s on {self.device} "
                 f"({sum(self.img_per_s) / len(self.img_per_s):,.0f} img/s)")
-
-
-# --- checkpoints ------------------------------------------------------------------------------------
-
-def save_checkpoint(path: Path | str, state: dict) -> Path:
-    """Write atomically: a temporary file in the same folder, flushed, then renamed over the old one."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as f:
-        torch.save(state, f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)  # a crash leaves either the old checkpoint or the new one, never half of one
-    return path
-
-
-def _load_ours(path: Path, file_format: str, map_location, unreadable: str, foreign: str) -> dict:
-    """torch.load with weights_only=True (no arbitrary unpickling) and a check of our format marker."""
-    try:
-        state = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as exc:
-        raise CheckpointError(unreadable.format(path=path, error=type(exc).__name__)) from None
-    if not isinstance(state, dict) or state.get("format") != file_format:
-        raise CheckpointError(foreign.format(path=path))
-    return state
-
-
-def load_checkpoint(path: Path | str, map_location: str | torch.device = "cpu") -> dict:
-    """Load with `weights_only=True` (no arbitrary unpickling) and check that it is one of ours."""
-    path = Path(path)
-    if path.is_dir():
-        path = path / CHECKPOINT_NAME
-    if not path.is_file():
-        raise CheckpointError(f"no checkpoint at {path}; train first "
-                              f"(python -m gan_utils train --out {path.parent}) or check the path")
-    return _load_ours(
-        path, CHECKPOINT_FORMAT, map_location,
-        unreadable="{path} cannot be read as a gan_utils checkpoint: it is truncated, corrupted or was written "
-                   "by another program ({error}). Delete it and train again, or resume from another run.",
-        foreign=f"{{path}} is a torch file but not a gan_utils checkpoint (no '{CHECKPOINT_FORMAT}' marker); "
-                "pass the checkpoint.pt of a run made by gan_utils.train")
 
 
 # --- the loop ---------------------------------------------------------------------------------------
@@ -543,58 +498,3 @@ def generate(net_G: nn.Module, n: int, *, latent_dim: Optional[int] = None, batc
             y = labels[start:start + b].to(device) if labels is not None else None
             out.append(_call(net_G, z, y).float().cpu())
     return torch.cat(out)
-
-
-def _build_generator(model: str, latent_dim: int, state_dict: dict, source: Path | str) -> nn.Module:
-    """net_G of a model name with the given weights, in eval mode."""
-    from . import models
-    if model not in models.BUILDERS:
-        raise CheckpointError(f"{source} was trained with model {model!r}, which this version of "
-                              f"gan_utils does not know (known: {', '.join(models.BUILDERS)})")
-    net_G, _ = models.build(model, latent_dim)
-    net_G.load_state_dict(state_dict)
-    return net_G.eval()
-
-
-def load_generator(path: Path | str, map_location: str = "cpu") -> tuple[nn.Module, dict]:
-    """Rebuild net_G of a run from its checkpoint; returns (net_G in eval mode, config dict)."""
-    state = load_checkpoint(path, map_location=map_location)
-    cfg = state["config"]
-    return _build_generator(cfg.get("model"), cfg["latent_dim"], state["net_G"], path), cfg
-
-
-# --- pretrained generators shipped with the package ---------------------------------------------------
-
-PRETRAINED_FORMAT = "gan_utils.generator.v1"
-PRETRAINED_DIR = Path(__file__).resolve().parent / "pretrained"
-
-
-def export_generator(run: Path | str, path: Path | str) -> Path:
-    """Write net_G of a run as a small fp16 file (weights and how they were trained, nothing else)."""
-    state = load_checkpoint(run)
-    cfg, history = state["config"], History.from_state(state["history"])
-    weights = {k: (v.half() if v.is_floating_point() else v) for k, v in state["net_G"].items()}
-    return save_checkpoint(path, {
-        "format": PRETRAINED_FORMAT, "model": cfg["model"], "latent_dim": cfg["latent_dim"],
-        "state_dict": weights, "config": cfg, "epochs": int(state["epoch"]),
-        "train_seconds": float(sum(history.epoch_time)), "device": history.device,
-    })
-
-
-def pretrained_names() -> list[str]:
-    """Models with a pretrained generator in this installation."""
-    return sorted(p.stem for p in PRETRAINED_DIR.glob("*.pt"))
-
-
-def load_pretrained(name: str, map_location: str | torch.device = "cpu") -> tuple[nn.Module, dict]:
-    """The shipped generator of a model name, fp32, in eval mode; returns (net_G, info)."""
-    path = PRETRAINED_DIR / f"{name}.pt"
-    if not path.is_file():
-        known = ", ".join(pretrained_names()) or "none"
-        raise ValueError(f"no pretrained generator named {name!r} (available: {known})")
-    state = _load_ours(path, PRETRAINED_FORMAT, map_location,
-                       unreadable="{path} is unreadable ({error}); reinstall gan_utils",
-                       foreign="{path} is not a gan_utils pretrained generator")
-    weights = {k: v.float() if v.is_floating_point() else v for k, v in state["state_dict"].items()}
-    info = {k: v for k, v in state.items() if k != "state_dict"}
-    return _build_generator(state["model"], state["latent_dim"], weights, path), info

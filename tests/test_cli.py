@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from gan_utils import train
+from gan_utils import checkpoints, train
 from gan_utils.__main__ import main
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -110,7 +110,7 @@ def test_evaluate_prints_the_metrics(tmp_path, capsys):
 def test_export_and_sample_pretrained(tmp_path, capsys, monkeypatch):
     out = tmp_path / "run"
     assert main(["train", "--model", "cgan", "--epochs", "1", "--subset", "128", "--out", str(out), "--quiet"]) == 0
-    monkeypatch.setattr(train, "PRETRAINED_DIR", tmp_path / "pretrained")
+    monkeypatch.setattr(checkpoints, "PRETRAINED_DIR", tmp_path / "pretrained")
     assert main(["export", "--run", str(out), "--name", "cgan", "--out", str(tmp_path / "pretrained" / "cgan.pt")]) == 0
     state = torch.load(tmp_path / "pretrained" / "cgan.pt", weights_only=True)
     assert state["model"] == "cgan" and all(v.dtype != torch.float32 for v in state["state_dict"].values())

@@ -1,0 +1,117 @@
+"""Checkpoints: a run's state on disk, written atomically, loaded with `weights_only=True`.
+
+Two file kinds, each marked with a format string: a run's `checkpoint.pt` (both nets, both optimizers,
+the history and the fixed noise: everything an exact resume needs) and a shipped generator (fp16 weights
+of G and how they were trained). The training loop is in `train`; this module only reads and writes.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import torch
+from torch import nn
+
+CHECKPOINT_FORMAT = "gan_utils.checkpoint.v1"
+CHECKPOINT_NAME = "checkpoint.pt"
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint is missing, truncated, corrupted or not one of ours."""
+
+
+# --- run checkpoints --------------------------------------------------------------------------------
+
+def save_checkpoint(path: Path | str, state: dict) -> Path:
+    """Write atomically: a temporary file in the same folder, flushed, then renamed over the old one."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "wb") as f:
+        torch.save(state, f)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)  # a crash leaves either the old checkpoint or the new one, never half of one
+    return path
+
+
+def _load_ours(path: Path, file_format: str, map_location, unreadable: str, foreign: str) -> dict:
+    """torch.load with weights_only=True (no arbitrary unpickling) and a check of our format marker."""
+    try:
+        state = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as exc:
+        raise CheckpointError(unreadable.format(path=path, error=type(exc).__name__)) from None
+    if not isinstance(state, dict) or state.get("format") != file_format:
+        raise CheckpointError(foreign.format(path=path))
+    return state
+
+
+def load_checkpoint(path: Path | str, map_location: str | torch.device = "cpu") -> dict:
+    """Load with `weights_only=True` (no arbitrary unpickling) and check that it is one of ours."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / CHECKPOINT_NAME
+    if not path.is_file():
+        raise CheckpointError(f"no checkpoint at {path}; train first "
+                              f"(python -m gan_utils train --out {path.parent}) or check the path")
+    return _load_ours(
+        path, CHECKPOINT_FORMAT, map_location,
+        unreadable="{path} cannot be read as a gan_utils checkpoint: it is truncated, corrupted or was written "
+                   "by another program ({error}). Delete it and train again, or resume from another run.",
+        foreign=f"{{path}} is a torch file but not a gan_utils checkpoint (no '{CHECKPOINT_FORMAT}' marker); "
+                "pass the checkpoint.pt of a run made by gan_utils.train")
+
+
+def _build_generator(model: str, latent_dim: int, state_dict: dict, source: Path | str) -> nn.Module:
+    """net_G of a model name with the given weights, in eval mode."""
+    from . import models
+    if model not in models.BUILDERS:
+        raise CheckpointError(f"{source} was trained with model {model!r}, which this version of "
+                              f"gan_utils does not know (known: {', '.join(models.BUILDERS)})")
+    net_G, _ = models.build(model, latent_dim)
+    net_G.load_state_dict(state_dict)
+    return net_G.eval()
+
+
+def load_generator(path: Path | str, map_location: str = "cpu") -> tuple[nn.Module, dict]:
+    """Rebuild net_G of a run from its checkpoint; returns (net_G in eval mode, config dict)."""
+    state = load_checkpoint(path, map_location=map_location)
+    cfg = state["config"]
+    return _build_generator(cfg.get("model"), cfg["latent_dim"], state["net_G"], path), cfg
+
+
+# --- pretrained generators shipped with the package ---------------------------------------------------
+
+PRETRAINED_FORMAT = "gan_utils.generator.v1"
+PRETRAINED_DIR = Path(__file__).resolve().parent / "pretrained"
+
+
+def export_generator(run: Path | str, path: Path | str) -> Path:
+    """Write net_G of a run as a small fp16 file (weights and how they were trained, nothing else)."""
+    state = load_checkpoint(run)
+    cfg = state["config"]
+    weights = {k: (v.half() if v.is_floating_point() else v) for k, v in state["net_G"].items()}
+    return save_checkpoint(path, {
+        "format": PRETRAINED_FORMAT, "model": cfg["model"], "latent_dim": cfg["latent_dim"],
+        "state_dict": weights, "config": cfg, "epochs": int(state["epoch"]),
+        "train_seconds": float(state["history"]["epoch_time"].sum()), "device": state["history"].get("device", ""),
+    })
+
+
+def pretrained_names() -> list[str]:
+    """Models with a pretrained generator in this installation."""
+    return sorted(p.stem for p in PRETRAINED_DIR.glob("*.pt"))
+
+
+def load_pretrained(name: str, map_location: str | torch.device = "cpu") -> tuple[nn.Module, dict]:
+    """The shipped generator of a model name, fp32, in eval mode; returns (net_G, info)."""
+    path = PRETRAINED_DIR / f"{name}.pt"
+    if not path.is_file():
+        known = ", ".join(pretrained_names()) or "none"
+        raise ValueError(f"no pretrained generator named {name!r} (available: {known})")
+    state = _load_ours(path, PRETRAINED_FORMAT, map_location,
+                       unreadable="{path} is unreadable ({error}); reinstall gan_utils",
+                       foreign="{path} is not a gan_utils pretrained generator")
+    weights = {k: v.float() if v.is_floating_point() else v for k, v in state["state_dict"].items()}
+    info = {k: v for k, v in state.items() if k != "state_dict"}
+    return _build_generator(state["model"], state["latent_dim"], weights, path), info
