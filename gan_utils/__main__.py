@@ -45,6 +45,7 @@ def _add_source(parser: argparse.ArgumentParser) -> None:
     src = parser.add_mutually_exclusive_group(required=True)
     src.add_argument("--run", help="run folder (or its checkpoint.pt)")
     src.add_argument("--pretrained", help="a model name: the generator shipped with gan_utils")
+    parser.add_argument("--best", action="store_true", help="with --run: the run's best-FID weights (best.pt)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -67,6 +68,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--amp", action="store_true", help="bf16 autocast")
     p.add_argument("--compile", action="store_true", help="torch.compile the nets (CUDA)")
+    p.add_argument("--recipe", default="best", choices=train.RECIPE_NAMES,
+                   help="best: the book's measured recipe (EMA of G, FID every epoch); paper: the model's paper; "
+                        "article: the article's section 5 settings")
+    p.add_argument("--ema", type=float, default=None, help="EMA decay of G's weights, e.g. 0.999; 0 = off")
+    p.add_argument("--eval-every", type=int, default=None, help="score FID every N epochs (0 = never); "
+                   "the weights with the best FID are kept as best.pt")
+    p.add_argument("--eval-n", type=_positive_int, default=None, help="samples per FID score (default 2000)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
     p = sub.add_parser("sample", help="draw samples from a trained run or a pretrained generator")
@@ -93,8 +101,8 @@ def _samples(args) -> tuple[torch.Tensor, dict, str]:
         net_G, info = train.load_pretrained(args.pretrained)
         cfg, source = info["config"], f"pretrained {args.pretrained}"
     else:
-        net_G, cfg = train.load_generator(args.run)
-        source = args.run
+        net_G, cfg = train.load_generator(args.run, which="best" if args.best else "last")
+        source = args.run + (" (best FID)" if args.best else "")
     labels = train.cycled_labels(net_G, args.n)
     return train.generate(net_G, args.n, seed=args.seed, labels=labels), cfg, source  # (n, C, H, W)
 
@@ -122,9 +130,12 @@ def cmd_train(args) -> int:
     ckpt = out / train.CHECKPOINT_NAME
     if ckpt.exists() and not args.resume:
         raise ValueError(f"{ckpt} exists: pass --resume to continue it, or choose another --out")
-    cfg = train.config_for(args.model, num_epochs=args.epochs, device=args.device, seed=args.seed,
-                           batch_size=args.batch_size, amp=args.amp, compile=args.compile,
+    cfg = train.config_for(args.model, recipe=args.recipe, num_epochs=args.epochs, device=args.device,
+                           seed=args.seed, batch_size=args.batch_size, amp=args.amp, compile=args.compile,
                            progress=not args.quiet)
+    for name in ("ema", "eval_every", "eval_n"):
+        if getattr(args, name) is not None:
+            setattr(cfg, name, getattr(args, name))
     if args.resume and ckpt.exists():
         saved = train.load_checkpoint(ckpt)["config"]
         if saved.get("model") != args.model:
@@ -149,6 +160,9 @@ def cmd_train(args) -> int:
         from . import viz
         viz.save_grid(history.samples[-1], out / "samples.png", nrow=8)
     print(history.summary())
+    if history.evals and (out / train.BEST_NAME).is_file():
+        print(f"best-FID weights in {out / train.BEST_NAME}; score them at n=10000 with: "
+              f"python -m gan_utils evaluate --run {out} --best")
     return 130 if history.interrupted else 0
 
 

@@ -14,6 +14,7 @@ from torch import nn
 
 CHECKPOINT_FORMAT = "gan_utils.checkpoint.v1"
 CHECKPOINT_NAME = "checkpoint.pt"
+BEST_NAME = "best.pt"  # beside checkpoint.pt: G's weights at the lowest FID so far (train.fit with eval_every)
 
 
 class CheckpointError(RuntimeError):
@@ -73,29 +74,74 @@ def _build_generator(model: str, latent_dim: int, state_dict: dict, source: Path
     return net_G.eval()
 
 
-def load_generator(path: Path | str, map_location: str = "cpu") -> tuple[nn.Module, dict]:
-    """Rebuild net_G of a run from its checkpoint; returns (net_G in eval mode, config dict)."""
+def _run_weights(state: dict) -> dict:
+    """G's weights of a run's checkpoint: the EMA's when the run kept one (what it sampled from)."""
+    return state.get("ema_G") or state["net_G"]
+
+
+def load_generator(path: Path | str, map_location: str = "cpu", which: str = "last") -> tuple[nn.Module, dict]:
+    """Rebuild G of a run: which='last' (the checkpoint; its EMA when kept) or 'best' (lowest FID, best.pt).
+
+    Returns (net_G in eval mode, config dict).
+    """
+    if which not in ("last", "best"):
+        raise ValueError(f"which must be 'last' or 'best', got {which!r}")
+    folder = Path(path) if Path(path).is_dir() else Path(path).parent
+    if which == "best":
+        net_G, info = load_generator_file(folder / BEST_NAME, map_location,
+                                          missing=f"no {BEST_NAME} in {folder}: the run was trained without "
+                                                  "eval_every (--eval-every); use the last weights instead")
+        return net_G, info["config"]
     state = load_checkpoint(path, map_location=map_location)
     cfg = state["config"]
-    return _build_generator(cfg.get("model"), cfg["latent_dim"], state["net_G"], path), cfg
+    return _build_generator(cfg.get("model"), cfg["latent_dim"], _run_weights(state), path), cfg
 
 
-# --- pretrained generators shipped with the package ---------------------------------------------------
+# --- generator files: best.pt of a run, and the pretrained generators shipped with the package ----------
 
 PRETRAINED_FORMAT = "gan_utils.generator.v1"
 PRETRAINED_DIR = Path(__file__).resolve().parent / "pretrained"
 
 
-def export_generator(run: Path | str, path: Path | str) -> Path:
-    """Write net_G of a run as a small fp16 file (weights and how they were trained, nothing else)."""
+def save_generator(path: Path | str, net_G: nn.Module | dict, config: dict, *, half: bool = False, **info) -> Path:
+    """Write G's weights with how they were trained (config, epochs, FID, ...): nothing else, no optimizer."""
+    weights = net_G.state_dict() if isinstance(net_G, nn.Module) else net_G
+    weights = {k: (v.detach().cpu().half() if half else v.detach().cpu()) if v.is_floating_point() else v.detach().cpu()
+               for k, v in weights.items()}
+    return save_checkpoint(path, {"format": PRETRAINED_FORMAT, "model": config["model"],
+                                  "latent_dim": config["latent_dim"], "state_dict": weights, "config": config, **info})
+
+
+def load_generator_file(path: Path | str, map_location: str | torch.device = "cpu", *,
+                        missing: str = "") -> tuple[nn.Module, dict]:
+    """A generator file (best.pt, a shipped generator), fp32, in eval mode; returns (net_G, info)."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(missing or f"no generator file at {path}")
+    state = _load_ours(path, PRETRAINED_FORMAT, map_location,
+                       unreadable="{path} is unreadable ({error}); train or reinstall again",
+                       foreign="{path} is not a gan_utils generator file")
+    weights = {k: v.float() if v.is_floating_point() else v for k, v in state["state_dict"].items()}
+    info = {k: v for k, v in state.items() if k != "state_dict"}
+    return _build_generator(state["model"], state["latent_dim"], weights, path), info
+
+
+def export_generator(run: Path | str, path: Path | str, which: str = "best") -> Path:
+    """Write G of a run as a small fp16 file: its best-FID weights (best.pt) when it has them, else the last.
+
+    The file records the recipe (config), epochs, training seconds and, for best weights, the FID they scored.
+    """
     state = load_checkpoint(run)
-    cfg = state["config"]
-    weights = {k: (v.half() if v.is_floating_point() else v) for k, v in state["net_G"].items()}
-    return save_checkpoint(path, {
-        "format": PRETRAINED_FORMAT, "model": cfg["model"], "latent_dim": cfg["latent_dim"],
-        "state_dict": weights, "config": cfg, "epochs": int(state["epoch"]),
-        "train_seconds": float(state["history"]["epoch_time"].sum()), "device": state["history"].get("device", ""),
-    })
+    folder = Path(run) if Path(run).is_dir() else Path(run).parent
+    cfg, history = state["config"], state["history"]
+    info = {"epochs": int(state["epoch"]), "device": history.get("device", "")}
+    weights = _run_weights(state)
+    if which == "best" and (folder / BEST_NAME).is_file():
+        net_G, best = load_generator_file(folder / BEST_NAME)
+        weights, info = net_G.state_dict(), {**info, "epochs": best["epochs"], "fid": best["fid"],
+                                             "eval_n": best["eval_n"]}
+    info["train_seconds"] = float(history["epoch_time"][:info["epochs"]].sum())
+    return save_generator(path, weights, cfg, half=True, **info)
 
 
 def pretrained_names() -> list[str]:
@@ -109,9 +155,4 @@ def load_pretrained(name: str, map_location: str | torch.device = "cpu") -> tupl
     if not path.is_file():
         known = ", ".join(pretrained_names()) or "none"
         raise ValueError(f"no pretrained generator named {name!r} (available: {known})")
-    state = _load_ours(path, PRETRAINED_FORMAT, map_location,
-                       unreadable="{path} is unreadable ({error}); reinstall gan_utils",
-                       foreign="{path} is not a gan_utils pretrained generator")
-    weights = {k: v.float() if v.is_floating_point() else v for k, v in state["state_dict"].items()}
-    info = {k: v for k, v in state.items() if k != "state_dict"}
-    return _build_generator(state["model"], state["latent_dim"], weights, path), info
+    return load_generator_file(path, map_location)

@@ -17,12 +17,16 @@ import torch.nn.functional as F
 from torch import nn
 
 
-def d_loss(real_logits: torch.Tensor, fake_logits: torch.Tensor) -> torch.Tensor:
+def d_loss(real_logits: torch.Tensor, fake_logits: torch.Tensor, smoothing: float = 0.0) -> torch.Tensor:
     """L_D = -E[log D(x)] - E[log(1 - D(G(z)))] = mean softplus(-real) + mean softplus(fake).
 
     The article's form: BCE(D(x), 1) + BCE(D(G(z)), 0). Minimising it maximises V(D, G) over D.
+    `smoothing` = s > 0 is one-sided label smoothing (Salimans et al. 2016): real target 1 - s, fakes stay 0,
+    so the real term becomes (1 - s) softplus(-real) + s softplus(real).
     """
-    return F.softplus(-real_logits).mean() + F.softplus(fake_logits).mean()
+    real_term = F.softplus(-real_logits) if not smoothing else (
+        (1 - smoothing) * F.softplus(-real_logits) + smoothing * F.softplus(real_logits))
+    return real_term.mean() + F.softplus(fake_logits).mean()
 
 
 def g_loss_nonsaturating(fake_logits: torch.Tensor) -> torch.Tensor:

@@ -8,6 +8,7 @@ every epoch's batch order and noise depend only on (seed, epoch), so a resumed r
 from __future__ import annotations
 
 import contextlib
+import copy
 import math
 import os
 import sys
@@ -21,8 +22,9 @@ from torch import nn
 
 from . import data, losses
 from .checkpoints import (  # re-exported: chapters call train.load_checkpoint, train.load_pretrained, ...
-    CHECKPOINT_FORMAT, CHECKPOINT_NAME, PRETRAINED_DIR, PRETRAINED_FORMAT, CheckpointError,
+    BEST_NAME, CHECKPOINT_FORMAT, CHECKPOINT_NAME, PRETRAINED_DIR, PRETRAINED_FORMAT, CheckpointError,
     export_generator, load_checkpoint, load_generator, load_pretrained, pretrained_names, save_checkpoint,
+    save_generator,
 )
 
 # Quick mode: the tests (and an impatient reader) set GAN_QUICK=1 to cut every long loop.
@@ -91,6 +93,11 @@ class TrainConfig:
     compile: bool = False         # torch.compile both nets (CUDA)
     seed: int = 0
     num_samples: int = 64         # size of the fixed-noise grid saved each epoch
+    ema: float = 0.0              # decay of an exponential moving average of G's weights; 0 = off
+    label_smoothing: float = 0.0  # one-sided: D's target for real images is 1 - label_smoothing (BCE losses)
+    instance_noise: float = 0.0   # std of Gaussian noise on D's inputs, annealed linearly to 0 over the run
+    eval_every: int = 0           # score FID every N epochs (and after the last); 0 = never
+    eval_n: int = 2000            # samples per FID score (compare scores only at the same n)
     progress: bool = True         # tqdm bars (quiet in tests)
 
     def validate(self) -> "TrainConfig":
@@ -112,6 +119,13 @@ class TrainConfig:
         need(self.gp_weight >= 0, f"gp_weight must be >= 0, got {self.gp_weight!r}")
         need(self.clip_value >= 0, f"clip_value must be >= 0 (0 = off), got {self.clip_value!r}")
         need(isinstance(self.num_samples, int) and self.num_samples >= 1, f"num_samples must be an int >= 1, got {self.num_samples!r}")
+        need(isinstance(self.ema, (int, float)) and 0 <= self.ema < 1, f"ema (the EMA decay) must be in [0, 1), e.g. 0.999; 0 = off; got {self.ema!r}")
+        need(0 <= self.label_smoothing < 0.5, f"label_smoothing must be in [0, 0.5), e.g. 0.1; got {self.label_smoothing!r}")
+        need(self.label_smoothing == 0 or self.loss in PROBABILITY_LOSSES,
+             f"label_smoothing applies to the BCE losses ({', '.join(PROBABILITY_LOSSES)}), not to {self.loss!r}")
+        need(self.instance_noise >= 0, f"instance_noise must be >= 0 (0 = off), got {self.instance_noise!r}")
+        need(isinstance(self.eval_every, int) and self.eval_every >= 0, f"eval_every must be an int >= 0 (0 = off), got {self.eval_every!r}")
+        need(isinstance(self.eval_n, int) and 2 <= self.eval_n <= 10_000, f"eval_n must be an int in [2, 10000] (the test set's size), got {self.eval_n!r}")
         return self
 
     @classmethod
@@ -120,9 +134,11 @@ class TrainConfig:
         return cls(**{k: v for k, v in values.items() if k in known})
 
 
-# The training recipe of every model name of the command line: TrainConfig fields that differ from the
-# article's defaults, as the papers prescribe them.
-RECIPES = {
+# Recipes: the TrainConfig fields of a model name that differ from the article's defaults.
+# "paper": each model as its paper prescribes it; "article": the article's section 5 settings (Adam 2e-4,
+# beta1 0.5, batch 128) with only the model's loss; "best": the best recipe measured in this book
+# (benchmarks/stabilisers.py, chapter 10), the command line's default.
+PAPER_RECIPES = {
     "mlp": {},
     "conv": {},
     "dcgan": {},
@@ -133,13 +149,26 @@ RECIPES = {
     # Gulrajani et al. 2017, Algorithm 1: Adam 1e-4, betas (0, 0.9), lambda 10, n_critic 5.
     "wgan-gp": {"loss": "wgan-gp", "lr_G": 1e-4, "lr_D": 1e-4, "beta1": 0.0, "beta2": 0.9, "k": 5, "gp_weight": 10.0},
 }
+RECIPES = PAPER_RECIPES  # the name earlier chapters use
+_EMA_AND_FID = {"ema": 0.999, "eval_every": 1}
+BEST_RECIPES = {name: {**recipe, **_EMA_AND_FID} for name, recipe in PAPER_RECIPES.items()}
+RECIPE_NAMES = ("best", "paper", "article")
 
 
-def config_for(model: str, **overrides) -> TrainConfig:
-    """The TrainConfig of a model name (its recipe), with `overrides` on top."""
-    if model not in RECIPES:
-        raise ValueError(f"unknown model {model!r}; choose one of: {', '.join(RECIPES)}")
-    return TrainConfig(**{"model": model, **RECIPES[model], **overrides})
+def recipe_fields(model: str, name: str = "best") -> dict:
+    """The TrainConfig fields of `model` under a recipe name: 'best' (default), 'paper' or 'article'."""
+    if model not in PAPER_RECIPES:
+        raise ValueError(f"unknown model {model!r}; choose one of: {', '.join(PAPER_RECIPES)}")
+    if name not in RECIPE_NAMES:
+        raise ValueError(f"unknown recipe {name!r}; choose one of: {', '.join(RECIPE_NAMES)}")
+    if name == "article":
+        return {"loss": PAPER_RECIPES[model].get("loss", "nonsaturating")}
+    return dict((BEST_RECIPES if name == "best" else PAPER_RECIPES)[model])
+
+
+def config_for(model: str, recipe: str = "paper", **overrides) -> TrainConfig:
+    """The TrainConfig of a model name under a recipe ('paper', 'best' or 'article'), `overrides` on top."""
+    return TrainConfig(**{"model": model, **recipe_fields(model, recipe), **overrides})
 
 
 def pick_device(name: str = "auto") -> torch.device:
@@ -178,6 +207,31 @@ def make_optimizers(net_G: nn.Module, net_D: nn.Module, cfg: TrainConfig) -> tup
     return make(net_G.parameters(), cfg.lr_G), make(net_D.parameters(), cfg.lr_D)
 
 
+# --- an exponential moving average of G ---------------------------------------------------------------
+
+def make_ema(net_G: nn.Module) -> nn.Module:
+    """A frozen copy of G whose weights will trail G's: the generator to sample from (Yazici et al. 2019)."""
+    ema_G = copy.deepcopy(net_G)
+    ema_G.requires_grad_(False)
+    return ema_G
+
+
+def ema_decay(decay: float, num_updates: int) -> float:
+    """The decay of update number `num_updates` (0, 1, ...): min(decay, (1 + n) / (10 + n)).
+
+    The warm-up keeps the average from dragging G's random initial weights through the first thousand steps.
+    """
+    return min(decay, (1 + num_updates) / (10 + num_updates))
+
+
+@torch.no_grad()
+def ema_update(ema_G: nn.Module, net_G: nn.Module, decay: float) -> None:
+    """theta_ema <- decay * theta_ema + (1 - decay) * theta; buffers (BN running statistics) are copied."""
+    torch._foreach_lerp_(list(ema_G.parameters()), list(net_G.parameters()), 1.0 - decay)
+    for b_ema, b in zip(ema_G.buffers(), net_G.buffers()):
+        b_ema.copy_(b)
+
+
 # --- one step of each player ------------------------------------------------------------------------
 
 def _call(net: nn.Module, x: torch.Tensor, labels: Optional[torch.Tensor]) -> torch.Tensor:
@@ -188,6 +242,7 @@ def update_D(net_D: nn.Module, net_G: nn.Module, real: torch.Tensor, opt_D: torc
              latent_dim: int, loss: str = "nonsaturating", labels: Optional[torch.Tensor] = None,
              gp_weight: float = 10.0, clip_value: float = 0.0, generator: Optional[torch.Generator] = None,
              autocast: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext,
+             label_smoothing: float = 0.0, noise_std: float = 0.0,
              ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """One step of D on a real batch and as many fakes; returns (loss_D, D(x) logits, D(G(z)) logits), detached."""
     d_loss_fn, _ = OBJECTIVES[loss]
@@ -195,10 +250,13 @@ def update_D(net_D: nn.Module, net_G: nn.Module, real: torch.Tensor, opt_D: torc
     z = torch.randn(B, latent_dim, device=real.device, generator=generator)  # (B, latent_dim)
     with torch.no_grad(), autocast():  # D's step must not update G: no graph through G at all
         fake = _call(net_G, z, labels)  # (B, C, H, W)
+    if noise_std > 0:  # instance noise: blur both distributions so that their supports overlap
+        real = real + noise_std * torch.randn(real.shape, device=real.device, generator=generator)
+        fake = fake + noise_std * torch.randn(fake.shape, device=fake.device, generator=generator, dtype=fake.dtype)
     with autocast():
         real_out = _call(net_D, real, labels).float()  # (B,)
         fake_out = _call(net_D, fake, labels).float()  # (B,)
-    loss_D = d_loss_fn(real_out, fake_out)
+    loss_D = d_loss_fn(real_out, fake_out, label_smoothing) if label_smoothing else d_loss_fn(real_out, fake_out)
     if loss == "wgan-gp":
         loss_D = loss_D + gp_weight * losses.gradient_penalty(
             (lambda x: _call(net_D, x, labels)), real, fake.to(real.dtype), generator=generator)
@@ -216,6 +274,7 @@ def update_G(net_G: nn.Module, net_D: nn.Module, batch_size: int, opt_G: torch.o
              latent_dim: int, loss: str = "nonsaturating", labels: Optional[torch.Tensor] = None,
              generator: Optional[torch.Generator] = None, device: torch.device | str = "cpu",
              autocast: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext,
+             noise_std: float = 0.0,
              ) -> torch.Tensor:
     """One step of G on fresh noise (G descends its own loss; nobody ascends); returns loss_G, detached."""
     _, g_loss_fn = OBJECTIVES[loss]
@@ -223,7 +282,11 @@ def update_G(net_G: nn.Module, net_D: nn.Module, batch_size: int, opt_G: torch.o
     net_D.requires_grad_(False)  # G's step must not update D, and need not compute D's weight gradients
     try:
         with autocast():
-            fake_out = _call(net_D, _call(net_G, z, labels), labels).float()  # (B,)
+            fake = _call(net_G, z, labels)  # (B, C, H, W)
+            if noise_std > 0:  # D sees the fakes through the same noise as in its own step
+                fake = fake + noise_std * torch.randn(fake.shape, device=fake.device, generator=generator,
+                                                      dtype=fake.dtype)
+            fake_out = _call(net_D, fake, labels).float()  # (B,)
         loss_G = g_loss_fn(fake_out)
         opt_G.zero_grad(set_to_none=True)
         loss_G.backward()
@@ -236,6 +299,7 @@ def update_G(net_G: nn.Module, net_D: nn.Module, batch_size: int, opt_G: torch.o
 # --- history ----------------------------------------------------------------------------------------
 
 STEP_KEYS = ("loss_D", "loss_G", "D_x", "D_G_z")
+EVAL_KEYS = ("epoch", "fid", "is", "coverage", "precision", "recall")  # one row per scored epoch
 
 
 @dataclass
@@ -245,6 +309,7 @@ class History:
     epoch_time: list = field(default_factory=list)      # seconds of training per epoch
     img_per_s: list = field(default_factory=list)       # real images through D per second
     samples: list = field(default_factory=list)         # per epoch: (num_samples, C, H, W) uint8 grid of fixed noise
+    evals: list = field(default_factory=list)           # per scored epoch: dict of EVAL_KEYS (cfg.eval_every)
     device: str = ""
     interrupted: bool = False
 
@@ -252,29 +317,46 @@ class History:
     def num_epochs(self) -> int:
         return len(self.epoch_time)
 
+    @property
+    def best(self) -> Optional[dict]:
+        """The scored epoch with the lowest FID (None before the first score)."""
+        return min(self.evals, key=lambda row: row["fid"]) if self.evals else None
+
     def to_state(self) -> dict:
+        evals = [[row[k] for k in EVAL_KEYS] for row in self.evals]
         return {"steps": {k: torch.tensor(v, dtype=torch.float32) for k, v in self.steps.items()},
                 "epoch_time": torch.tensor(self.epoch_time, dtype=torch.float64),
                 "img_per_s": torch.tensor(self.img_per_s, dtype=torch.float64),
-                "samples": list(self.samples), "device": self.device}
+                "samples": list(self.samples), "device": self.device,
+                "evals": torch.tensor(evals, dtype=torch.float64).reshape(-1, len(EVAL_KEYS))}
 
     @classmethod
     def from_state(cls, state: dict) -> "History":
+        evals = [dict(zip(EVAL_KEYS, row)) for row in state["evals"].tolist()] if "evals" in state else []
+        for row in evals:
+            row["epoch"] = int(row["epoch"])
         return cls(steps={k: v.tolist() for k, v in state["steps"].items()},
                    epoch_time=state["epoch_time"].tolist(), img_per_s=state["img_per_s"].tolist(),
-                   samples=list(state["samples"]), device=state.get("device", ""))
+                   samples=list(state["samples"]), evals=evals, device=state.get("device", ""))
 
     def summary(self) -> str:
         if not self.epoch_time:
             return "no epoch finished"
         total = sum(self.epoch_time)
-        return (f"{self.num_epochs} epochs in {total:.1f} s on {self.device} "
+        text = (f"{self.num_epochs} epochs in {total:.1f} s on {self.device} "
                 f"({sum(self.img_per_s) / len(self.img_per_s):,.0f} img/s)")
+        if self.evals:
+            last, best = self.evals[-1], self.best
+            text += f"; FID {last['fid']:.1f} after epoch {last['epoch']} (best {best['fid']:.1f}, epoch {best['epoch']})"
+        return text
 
 
 # --- the loop ---------------------------------------------------------------------------------------
 
 def _check_nets(net_G: nn.Module, net_D: nn.Module, cfg: TrainConfig) -> None:
+    if cfg.eval_every and tuple(getattr(net_G, "img_shape", ())) != (1, 28, 28):
+        raise ValueError("eval_every scores FID with the book's MNIST classifier, which reads 1x28x28 images; "
+                         "set eval_every=0 for other data")
     g_latent = getattr(net_G, "latent_dim", None)
     if g_latent is not None and g_latent != cfg.latent_dim:
         raise ValueError(f"latent size mismatch: net_G expects z of size {g_latent}, config has latent_dim={cfg.latent_dim}")
@@ -344,6 +426,13 @@ def fit(net_G: nn.Module, net_D: nn.Module, loader, cfg: TrainConfig, *, out_dir
             z_fixed = state["z_fixed"].to(device)
             if cfg.progress:
                 print(f"Resuming from {ckpt_path} after epoch {start_epoch}.", file=sys.stderr)
+    # The EMA starts as a copy of G (of the restored G when resuming a run that had none).
+    ema_G, ema_updates = (make_ema(net_G), 0) if cfg.ema else (None, 0)
+    if ema_G is not None and resume and ckpt_path.exists() and state.get("ema_G"):
+        ema_G.load_state_dict(state["ema_G"])
+        ema_updates = int(state.get("ema_updates", 0))
+    sample_G = ema_G if ema_G is not None else net_G  # what the grids, the FID and the exported files show
+    best_path = ckpt_path.with_name(BEST_NAME) if ckpt_path is not None else None
 
     use_amp = cfg.amp
     if use_amp and device.type == "cuda" and not torch.cuda.is_bf16_supported():
@@ -365,7 +454,14 @@ def fit(net_G: nn.Module, net_D: nn.Module, loader, cfg: TrainConfig, *, out_dir
             "opt_G": opt_G.state_dict(), "opt_D": opt_D.state_dict(),
             "history": history.to_state(), "z_fixed": z_fixed.cpu(),
             "fixed_labels": fixed_labels.cpu() if fixed_labels is not None else torch.empty(0),
+            "ema_G": ema_G.state_dict() if ema_G is not None else {}, "ema_updates": ema_updates,
         })
+
+    def evaluate(epoch: int) -> None:
+        row = {"epoch": epoch, **score(sample_G, cfg.eval_n, seed=cfg.seed)}
+        history.evals.append(row)
+        if best_path is not None and history.best is row:  # a new best: keep its weights beside the checkpoint
+            save_generator(best_path, sample_G, asdict(cfg), epochs=epoch, fid=row["fid"], eval_n=cfg.eval_n)
 
     progress = None
     if cfg.progress:
@@ -391,13 +487,20 @@ def fit(net_G: nn.Module, net_D: nn.Module, loader, cfg: TrainConfig, *, out_dir
                     checked_first = True
                 real = real.to(device, non_blocking=True)
                 labels = labels.to(device) if (conditional and labels is not None) else None
+                # instance noise decays linearly from cfg.instance_noise to 0 over the whole run
+                noise_std = cfg.instance_noise * max(0.0, 1 - step / (cfg.num_epochs * len(loader)))
                 loss_D, real_out, fake_out = update_D(
                     step_D, step_G, real, opt_D, latent_dim=cfg.latent_dim, loss=cfg.loss, labels=labels,
-                    gp_weight=cfg.gp_weight, clip_value=cfg.clip_value, generator=gen, autocast=autocast)
+                    gp_weight=cfg.gp_weight, clip_value=cfg.clip_value, generator=gen, autocast=autocast,
+                    label_smoothing=cfg.label_smoothing, noise_std=noise_std)
                 g_step = (i + 1) % cfg.k == 0
                 if g_step:
                     loss_G = update_G(step_G, step_D, real.shape[0], opt_G, latent_dim=cfg.latent_dim,
-                                      loss=cfg.loss, labels=labels, generator=gen, device=device, autocast=autocast)
+                                      loss=cfg.loss, labels=labels, generator=gen, device=device, autocast=autocast,
+                                      noise_std=noise_std)
+                    if ema_G is not None:
+                        ema_update(ema_G, net_G, ema_decay(cfg.ema, ema_updates))
+                        ema_updates += 1
                 if cfg.loss in PROBABILITY_LOSSES:  # mean D(x) and D(G(z)) as probabilities
                     d_x, d_g_z = torch.sigmoid(real_out).mean(), torch.sigmoid(fake_out).mean()
                 else:  # raw scores of a critic / least-squares D
@@ -423,9 +526,11 @@ def fit(net_G: nn.Module, net_D: nn.Module, loader, cfg: TrainConfig, *, out_dir
                 history.steps[key].extend(column)
             history.epoch_time.append(elapsed)
             history.img_per_s.append(seen / elapsed if elapsed > 0 else float("nan"))
-            history.samples.append(_fixed_grid(net_G, z_fixed, fixed_labels))
+            history.samples.append(_fixed_grid(sample_G, z_fixed, fixed_labels))
             if progress is not None:
                 progress.update(len(loader) % 50)
+            if cfg.eval_every and ((epoch + 1) % cfg.eval_every == 0 or epoch + 1 == cfg.num_epochs):
+                evaluate(epoch + 1)
             checkpoint(epoch + 1)
             if on_epoch_end is not None:
                 on_epoch_end(epoch, history)
@@ -498,3 +603,13 @@ def generate(net_G: nn.Module, n: int, *, latent_dim: Optional[int] = None, batc
             y = labels[start:start + b].to(device) if labels is not None else None
             out.append(_call(net_G, z, y).float().cpu())
     return torch.cat(out)
+
+
+def score(net_G: nn.Module, n: int = 2000, seed: int = 0) -> dict[str, float]:
+    """FID, IS, class coverage, precision and recall of n samples of G (eval mode, seeded noise; a
+    conditional G draws the digits 0-9 in turn) against n MNIST test images, in the book's classifier's
+    feature space. What `fit` records every `eval_every` epochs; compare scores only at the same n.
+    """
+    from . import metrics
+    fake = generate(net_G, n, seed=seed, labels=cycled_labels(net_G, n))  # (n, 1, 28, 28) in [-1, 1]
+    return metrics.evaluate(fake, n=n)

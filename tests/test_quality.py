@@ -1,0 +1,124 @@
+"""Quality during training: the EMA of G, FID scored into the history, best-FID weights, stabilisers, recipes."""
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from gan_utils import checkpoints, losses, models, train
+
+
+def _cfg(**kw):
+    base = dict(model="mlp", num_epochs=1, progress=False, device="cpu", num_samples=8)
+    return train.TrainConfig(**{**base, **kw})
+
+
+def test_ema_decay_warms_up_then_holds():
+    assert train.ema_decay(0.999, 0) == pytest.approx(0.1)      # (1 + 0) / (10 + 0)
+    assert train.ema_decay(0.999, 90) == pytest.approx(0.91)    # (1 + 90) / (10 + 90)
+    assert train.ema_decay(0.999, 10**6) == 0.999
+
+
+def test_ema_update_matches_its_closed_form():
+    """After n updates toward a G that keeps the same weights theta: ema = theta + prod(d_i) (ema_0 - theta)."""
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(3, 4), nn.BatchNorm1d(4))
+    ema = train.make_ema(net)
+    start = [p.detach().clone() for p in ema.parameters()]
+    with torch.no_grad():
+        for p in net.parameters():
+            p.add_(1.0)  # G moved away from the EMA's starting point
+        net[1].running_mean.fill_(3.0)
+    decays = [train.ema_decay(0.99, n) for n in range(25)]
+    for d in decays:
+        train.ema_update(ema, net, d)
+    shrink = math.prod(decays)
+    for p0, p_ema, p in zip(start, ema.parameters(), net.parameters()):
+        torch.testing.assert_close(p_ema, p + shrink * (p0 - p))
+    assert torch.equal(ema[1].running_mean, net[1].running_mean)  # buffers are copied, not averaged
+    assert not any(p.requires_grad for p in ema.parameters())
+
+
+def test_label_smoothing_is_bce_with_a_soft_real_target():
+    real, fake = torch.tensor([2.0, -1.0, 0.5]), torch.tensor([0.3, -2.0, 1.0])
+    s = 0.1
+    bce = nn.BCEWithLogitsLoss()
+    want = bce(real, torch.full_like(real, 1 - s)) + bce(fake, torch.zeros_like(fake))
+    torch.testing.assert_close(losses.d_loss(real, fake, smoothing=s), want)
+    torch.testing.assert_close(losses.d_loss(real, fake, smoothing=0.0), losses.d_loss(real, fake))
+
+
+def test_fit_scores_fid_and_keeps_the_best_weights(small_loader, tmp_path):
+    torch.manual_seed(0)
+    net_G, net_D = models.build("mlp")
+    cfg = _cfg(num_epochs=3, eval_every=2, eval_n=200, ema=0.9)
+    history = train.fit(net_G, net_D, small_loader, cfg, out_dir=tmp_path)
+    assert [row["epoch"] for row in history.evals] == [2, 3]  # every 2nd epoch and after the last
+    assert all(set(row) == set(train.EVAL_KEYS) and row["fid"] > 0 for row in history.evals)
+    best = history.best
+    assert best["fid"] == min(row["fid"] for row in history.evals)
+    net_best, info = checkpoints.load_generator_file(tmp_path / train.BEST_NAME)
+    assert info["epochs"] == best["epoch"] and info["fid"] == pytest.approx(best["fid"])
+    # best.pt holds the weights that scored best: scoring them again gives the same FID
+    assert train.score(net_best, 200, seed=0)["fid"] == pytest.approx(best["fid"], rel=1e-5)
+    assert "FID" in history.summary()
+
+
+def test_resume_keeps_the_ema_and_the_fid_history(small_loader, tmp_path):
+    def run(epochs, out, resume=False, seed=0):
+        torch.manual_seed(seed)
+        net_G, net_D = models.build("mlp")
+        h = train.fit(net_G, net_D, small_loader, _cfg(num_epochs=epochs, eval_every=1, eval_n=100, ema=0.9),
+                      out_dir=out, resume=resume)
+        return h, checkpoints.load_checkpoint(out)["ema_G"]
+
+    full, ema_full = run(2, tmp_path / "a")
+    run(1, tmp_path / "b")
+    resumed, ema_resumed = run(2, tmp_path / "b", resume=True, seed=99)
+    for key in ema_full:
+        assert torch.equal(ema_full[key], ema_resumed[key]), key
+    assert [r["fid"] for r in resumed.evals] == [r["fid"] for r in full.evals]
+
+
+def test_exported_generator_is_the_best_one(small_loader, tmp_path):
+    torch.manual_seed(0)
+    net_G, net_D = models.build("mlp")
+    history = train.fit(net_G, net_D, small_loader, _cfg(num_epochs=2, eval_every=1, eval_n=100, ema=0.9),
+                        out_dir=tmp_path / "run")
+    train.export_generator(tmp_path / "run", tmp_path / "g.pt")
+    _, info = checkpoints.load_generator_file(tmp_path / "g.pt")
+    assert info["epochs"] == history.best["epoch"] and info["fid"] == pytest.approx(history.best["fid"])
+    assert info["config"]["ema"] == 0.9  # the recipe travels with the weights
+
+
+def test_eval_every_needs_mnist_shaped_images():
+    net_G, net_D = models.build("dcgan", img_shape=(1, 32, 32))
+    with pytest.raises(ValueError, match="1x28x28"):
+        train._check_nets(net_G, net_D, _cfg(model="dcgan", eval_every=1))
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    ({"ema": 1.0}, "ema"), ({"ema": -0.1}, "ema"), ({"eval_every": -1}, "eval_every"),
+    ({"eval_n": 1}, "eval_n"), ({"eval_n": 20_000}, "eval_n"), ({"label_smoothing": 0.6}, "label_smoothing"),
+    ({"label_smoothing": 0.1, "loss": "wgan"}, "BCE"), ({"instance_noise": -1.0}, "instance_noise"),
+])
+def test_bad_quality_settings(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        _cfg(**kwargs).validate()
+
+
+def test_recipes():
+    assert train.config_for("mlp", recipe="article") == train.TrainConfig(model="mlp")  # the article's settings
+    assert train.config_for("wgan", recipe="article").loss == "wgan"  # only the model's loss
+    best = train.config_for("dcgan", recipe="best")
+    assert best.ema > 0 and best.eval_every >= 1
+    assert set(train.BEST_RECIPES) == set(train.PAPER_RECIPES) == set(models.BUILDERS)
+    with pytest.raises(ValueError, match="unknown recipe"):
+        train.config_for("mlp", recipe="fast")
+
+
+def test_instance_noise_and_smoothing_train(small_loader):
+    torch.manual_seed(0)
+    net_G, net_D = models.build("mlp")
+    history = train.fit(net_G, net_D, small_loader, _cfg(instance_noise=0.2, label_smoothing=0.1))
+    assert all(math.isfinite(v) for v in history.steps["loss_D"])
