@@ -15,6 +15,10 @@ perfect generator would get at this n. A fixed, short budget ranks how fast each
 it gets; the pretrained generators (chapter 10) rank the converged models. Usage:
     python benchmarks/quality.py [--steps 400] [--subset N] [--amp] [--models mlp dcgan ...] [--n 2000]
                                  [--device auto] [--seed 0]
+    python benchmarks/quality.py --pretrained [--n 10000]   # chapter 10's table of the shipped generators
+
+With --pretrained nothing is trained: the shipped generators are scored at --n (10,000 in chapter 10, seed 0),
+with the recipe, epochs and CPU minutes recorded in each file: the table chapter 10 shows.
 """
 from __future__ import annotations
 
@@ -74,6 +78,29 @@ def samples_of(net_G: torch.nn.Module, n: int, seed: int) -> torch.Tensor:
     return train.generate(net_G, n, seed=seed, labels=train.cycled_labels(net_G, n))  # (n, 1, 28, 28)
 
 
+def pretrained_table(names: list[str], n: int, seed: int) -> None:
+    """Score every shipped generator at n against n test digits; print chapter 10's table."""
+    t_start = time.perf_counter()
+    rows = []
+    for name in names:
+        net_G, info = train.load_pretrained(name)
+        scores = metrics.evaluate(samples_of(net_G, n, seed), n=n)
+        cfg = info["config"]
+        recipe = "ema" if cfg.get("ema") else "paper"
+        rows.append((name, info["epochs"], info["train_seconds"] / 60, recipe, scores))
+    train_images, _ = data.load_mnist(train=True)
+    pick = torch.randperm(len(train_images), generator=torch.Generator().manual_seed(seed + 2))[:n]
+    floor = metrics.evaluate(data.to_unit_range(train_images[pick]).unsqueeze(1), n=n)
+    print(f"{'model':>14} {'epochs':>6} {'CPU min':>7} {'recipe':>6} {'FID':>7} {'IS':>5} {'cover':>5} "
+          f"{'prec':>5} {'recall':>6}")
+    for name, epochs, minutes, recipe, s in sorted(rows, key=lambda r: r[-1]["fid"]):
+        print(f"{name:>14} {epochs:6d} {minutes:7.1f} {recipe:>6} {s['fid']:7.2f} {s['is']:5.2f} "
+              f"{s['coverage']:5.1f} {s['precision']:5.3f} {s['recall']:6.3f}")
+    print(f"{'real (floor)':>14} {'':>6} {'':>7} {'':>6} {floor['fid']:7.2f} {floor['is']:5.2f} "
+          f"{floor['coverage']:5.1f} {floor['precision']:5.3f} {floor['recall']:6.3f}")
+    print(f"metrics at n={n} against MNIST test images (seed {seed}); total {time.perf_counter() - t_start:.0f} s")
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--steps", type=int, default=400, help="D steps per model (batches of real images)")
@@ -83,10 +110,17 @@ def main(argv=None) -> None:
     parser.add_argument("--amp", action="store_true", help="bf16 autocast (CUDA; on CPU it helps the conv models)")
     parser.add_argument("--models", nargs="+", default=MODELS, choices=MODELS, metavar="NAME",
                         help=f"any of: {' '.join(MODELS)}")
-    parser.add_argument("--n", type=int, default=2000, help="samples (and test images) for every metric")
+    parser.add_argument("--n", type=int, default=None,
+                        help="samples (and test images) for every metric (default 2000; 10000 with --pretrained)")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--pretrained", action="store_true",
+                        help="score the shipped generators instead of training (chapter 10's table; --n 10000)")
     args = parser.parse_args(argv)
+    if args.pretrained:
+        pretrained_table(args.models, args.n or 10_000, args.seed)
+        return
+    args.n = args.n or 2000
     if args.steps < 1 or args.n < 10 or args.batch_size < 1:
         parser.error("--steps and --batch-size must be >= 1 and --n >= 10")
     device = train.pick_device(args.device)

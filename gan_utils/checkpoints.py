@@ -129,12 +129,14 @@ def load_generator_file(path: Path | str, map_location: str | torch.device = "cp
 def export_generator(run: Path | str, path: Path | str, which: str = "best") -> Path:
     """Write G of a run as a small fp16 file: its best-FID weights (best.pt) when it has them, else the last.
 
-    The file records the recipe (config), epochs, training seconds and, for best weights, the FID they scored.
+    The file records the recipe (config), epochs, training seconds, the run's FID curve (`evals`) and, for
+    best weights, the FID they scored.
     """
     state = load_checkpoint(run)
     folder = Path(run) if Path(run).is_dir() else Path(run).parent
     cfg, history = state["config"], state["history"]
-    info = {"epochs": int(state["epoch"]), "device": history.get("device", "")}
+    info = {"epochs": int(state["epoch"]), "device": history.get("device", ""),
+            "evals": history.get("evals", torch.empty(0, 6))}  # the FID curve: rows of train.EVAL_KEYS
     weights = _run_weights(state)
     if which == "best" and (folder / BEST_NAME).is_file():
         net_G, best = load_generator_file(folder / BEST_NAME)

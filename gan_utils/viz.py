@@ -115,3 +115,40 @@ def animate(grids: Sequence[torch.Tensor], nrow: int = 8, interval: int = 400, t
     html = HTML(anim.to_jshtml(default_mode="once"))
     plt.close(fig)
     return html
+
+
+def plot_fid(runs: dict, ax=None, key: str = "fid", title: str = "quality over training", log: bool = True):
+    """FID (or another EVAL_KEYS column) over epochs, one line per run: {name: History or list of eval rows}.
+
+    The curve decides a budget: train until it stops falling. Marks each run's best epoch with a dot.
+    """
+    if ax is None:
+        _, ax = plt.subplots(figsize=(6.5, 3.6))
+    for name, run in runs.items():
+        rows = run.evals if hasattr(run, "evals") else run
+        if not rows:
+            continue
+        epochs, values = [r["epoch"] for r in rows], [r[key] for r in rows]
+        line, = ax.plot(epochs, values, marker=".", label=name)
+        best = int(np.argmin(values)) if key == "fid" else int(np.argmax(values))
+        ax.plot(epochs[best], values[best], "o", color=line.get_color(), markersize=7)
+    if log and key == "fid":
+        ax.set_yscale("log")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel(key.upper() if key == "fid" else key)
+    ax.set_title(title)
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize="small")
+    return ax
+
+
+def table(rows: Sequence[dict], columns: dict, caption: str = ""):
+    """A Markdown table that the notebook and the book render as a table: rows of dicts, and
+    columns {key: (header, format)} such as {"fid": ("FID", "{:.2f}")}; a missing value is left blank."""
+    from IPython.display import Markdown
+    lines = ["| " + " | ".join(header for header, _ in columns.values()) + " |",
+             "|" + "|".join(" ---: " if fmt and fmt != "{}" else " --- " for _, fmt in columns.values()) + "|"]
+    for row in rows:
+        cells = [(fmt or "{}").format(row[key]) if row.get(key) is not None else "" for key, (_, fmt) in columns.items()]
+        lines.append("| " + " | ".join(cells) + " |")
+    return Markdown((f"**{caption}**\n\n" if caption else "") + "\n".join(lines))

@@ -122,3 +122,21 @@ def test_instance_noise_and_smoothing_train(small_loader):
     net_G, net_D = models.build("mlp")
     history = train.fit(net_G, net_D, small_loader, _cfg(instance_noise=0.2, label_smoothing=0.1))
     assert all(math.isfinite(v) for v in history.steps["loss_D"])
+
+
+def test_plot_fid_marks_the_best_epoch():
+    import matplotlib
+    matplotlib.use("Agg")
+    from gan_utils import viz
+    rows = [{"epoch": e, "fid": f} for e, f in ((1, 300.0), (2, 120.0), (3, 150.0))]
+    ax = viz.plot_fid({"run": rows})
+    line, dot = ax.lines
+    assert list(line.get_ydata()) == [300.0, 120.0, 150.0]
+    assert list(dot.get_xdata()) == [2] and list(dot.get_ydata()) == [120.0]
+
+
+def test_table_renders_markdown_with_formats_and_blanks():
+    from gan_utils import viz
+    md = viz.table([{"model": "cgan", "fid": 9.333}, {"model": "real"}],
+                   {"model": ("model", "{}"), "fid": ("FID", "{:.1f}")}).data
+    assert md.splitlines() == ["| model | FID |", "| --- | ---: |", "| cgan | 9.3 |", "| real |  |"]
