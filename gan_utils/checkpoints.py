@@ -62,22 +62,23 @@ def load_checkpoint(path: Path | str, map_location: str | torch.device = "cpu") 
                 "pass the checkpoint.pt of a run made by gan_utils.train")
 
 
-def _build_generator(model: str, latent_dim: int, state_dict: dict, source: Path | str) -> nn.Module:
-    """net_G of a model name with the given weights, in eval mode."""
+def _build_generator(model: str, latent_dim: int, state_dict: dict, source: Path | str,
+                     device: str | torch.device = "cpu") -> nn.Module:
+    """net_G of a model name with the given weights, in eval mode, on `device`."""
     from . import models
     if model not in models.BUILDERS:
         raise CheckpointError(f"{source} was trained with model {model!r}, which this version of "
                               f"gan_utils does not know (known: {', '.join(models.BUILDERS)})")
     net_G, _ = models.build(model, latent_dim)
     net_G.load_state_dict(state_dict)
-    return net_G.eval()
+    return net_G.to(device).eval()
 
 
-def load_generator(path: Path | str, map_location: str = "cpu") -> tuple[nn.Module, dict]:
-    """Rebuild net_G of a run from its checkpoint; returns (net_G in eval mode, config dict)."""
-    state = load_checkpoint(path, map_location=map_location)
+def load_generator(path: Path | str, map_location: str | torch.device = "cpu") -> tuple[nn.Module, dict]:
+    """Rebuild net_G of a run from its checkpoint; returns (net_G in eval mode on `map_location`, config dict)."""
+    state = load_checkpoint(path, map_location="cpu")  # whatever device wrote it; the net moves at the end
     cfg = state["config"]
-    return _build_generator(cfg.get("model"), cfg["latent_dim"], state["net_G"], path), cfg
+    return _build_generator(cfg.get("model"), cfg["latent_dim"], state["net_G"], path, map_location), cfg
 
 
 # --- pretrained generators shipped with the package ---------------------------------------------------
@@ -104,14 +105,14 @@ def pretrained_names() -> list[str]:
 
 
 def load_pretrained(name: str, map_location: str | torch.device = "cpu") -> tuple[nn.Module, dict]:
-    """The shipped generator of a model name, fp32, in eval mode; returns (net_G, info)."""
+    """The shipped generator of a model name, fp32, in eval mode on `map_location`; returns (net_G, info)."""
     path = PRETRAINED_DIR / f"{name}.pt"
     if not path.is_file():
         known = ", ".join(pretrained_names()) or "none"
         raise ValueError(f"no pretrained generator named {name!r} (available: {known})")
-    state = _load_ours(path, PRETRAINED_FORMAT, map_location,
+    state = _load_ours(path, PRETRAINED_FORMAT, "cpu",
                        unreadable="{path} is unreadable ({error}); reinstall gan_utils",
                        foreign="{path} is not a gan_utils pretrained generator")
     weights = {k: v.float() if v.is_floating_point() else v for k, v in state["state_dict"].items()}
     info = {k: v for k, v in state.items() if k != "state_dict"}
-    return _build_generator(state["model"], state["latent_dim"], weights, path), info
+    return _build_generator(state["model"], state["latent_dim"], weights, path, map_location), info
