@@ -5,12 +5,13 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: help venv data book test test-py test-nb test-colab-widgets train sync benchmark clean
+.PHONY: help venv data book test test-py test-nb test-colab-widgets test-matrix matrix-leg train sync benchmark clean
 
 help:
 	@echo "make book   - set up .venv, fetch MNIST if needed, build the HTML book into _build/html"
 	@echo "make test   - the same set-up, then pytest and every notebook under nbval (quick mode, then classroom mode)"
 	@echo "make test-colab-widgets - the widget tests on Colab's ipywidgets 7.7.1 and ipykernel 6.17.1 (part of make test)"
+	@echo "make test-matrix - pytest on the oldest supported torch/Python/NumPy and on Colab's versions (CPU wheels)"
 	@echo "make train  - train the article's MLP GAN with the command line (runs/mlp)"
 	@echo "make sync   - rewrite every notebook's Colab cell from the repository URL in _config.yml"
 	@echo "make benchmark - training throughput: article loop vs engine vs bare loop"
@@ -44,6 +45,29 @@ test-colab-widgets: $(STAMP)
 	$(COLAB_VENV)/bin/python -m pip install --quiet "ipywidgets==7.7.1" "ipykernel==6.17.1"
 	$(BIN)/python -c "import sysconfig; print(sysconfig.get_paths()['purelib'])" > "$$($(COLAB_VENV)/bin/python -c "import sysconfig; print(sysconfig.get_paths()['purelib'])")/zz_main_venv.pth"
 	EXPECT_IPYWIDGETS=7.7.1 PYDEVD_DISABLE_FILE_VALIDATION=1 PYTHONPATH=$(CURDIR) $(COLAB_VENV)/bin/python -m pytest -p no:cacheprovider -q tests/test_widgets.py tests/test_widgets_kernel.py
+
+# The version matrix: the floors declared in pyproject.toml and Colab's stack, each in its own venv
+# (.venv-oldest, .venv-colab), torch from the CPU wheel index (CUDA wheels are GBs). Needs the named
+# Pythons on PATH (pyenv, setup-python). TORCH_INDEX= (empty) takes torch from PyPI instead.
+TORCH_INDEX  ?= https://download.pytorch.org/whl/cpu
+OLDEST_PY    ?= python3.10
+OLDEST_TORCH := torch==2.4.1 torchvision==0.19.1
+OLDEST_PINS  := numpy==2.0.2
+COLAB_PY     ?= python3.13
+COLAB_TORCH  := torch==2.11.0 torchvision==0.26.0
+COLAB_PINS   := ipywidgets==7.7.1 ipykernel==6.17.1
+test-matrix:
+	$(MAKE) matrix-leg LEG=oldest PY=$(OLDEST_PY) TORCH_PINS="$(OLDEST_TORCH)" PINS="$(OLDEST_PINS)"
+	$(MAKE) matrix-leg LEG=colab PY=$(COLAB_PY) TORCH_PINS="$(COLAB_TORCH)" PINS="$(COLAB_PINS)"
+
+# One leg: LEG (venv suffix), PY (interpreter), TORCH_PINS (from TORCH_INDEX), PINS (from PyPI).
+# The rendered-book test needs the HTML build of the main venv: the book job covers it.
+matrix-leg:
+	test -x .venv-$(LEG)/bin/python || $(PY) -m venv .venv-$(LEG)
+	.venv-$(LEG)/bin/python -m pip install --quiet $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX)) $(TORCH_PINS)
+	.venv-$(LEG)/bin/python -m pip install --quiet $(PINS) -e ".[metrics,widgets]" pytest pyyaml jupyter_client
+	.venv-$(LEG)/bin/python -c "import sys, torch, torchvision, numpy; print('$(LEG): Python', sys.version.split()[0], 'torch', torch.__version__, 'torchvision', torchvision.__version__, 'numpy', numpy.__version__)"
+	GAN_QUICK=1 OMP_NUM_THREADS=$${OMP_NUM_THREADS:-2} .venv-$(LEG)/bin/python -m pytest -p no:cacheprovider tests --ignore=tests/test_browser.py
 
 train: data
 	$(BIN)/python -m gan_utils train --model mlp --epochs 10 --out runs/mlp --resume

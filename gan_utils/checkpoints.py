@@ -63,15 +63,16 @@ def load_checkpoint(path: Path | str, map_location: str | torch.device = "cpu") 
                 "pass the checkpoint.pt of a run made by gan_utils.train")
 
 
-def _build_generator(model: str, latent_dim: int, state_dict: dict, source: Path | str) -> nn.Module:
-    """net_G of a model name with the given weights, in eval mode."""
+def _build_generator(model: str, latent_dim: int, state_dict: dict, source: Path | str,
+                     device: str | torch.device = "cpu") -> nn.Module:
+    """net_G of a model name with the given weights, in eval mode, on `device`."""
     from . import models
     if model not in models.BUILDERS:
         raise CheckpointError(f"{source} was trained with model {model!r}, which this version of "
                               f"gan_utils does not know (known: {', '.join(models.BUILDERS)})")
     net_G, _ = models.build(model, latent_dim)
     net_G.load_state_dict(state_dict)
-    return net_G.eval()
+    return net_G.to(device).eval()
 
 
 def _run_weights(state: dict) -> dict:
@@ -79,7 +80,7 @@ def _run_weights(state: dict) -> dict:
     return state.get("ema_G") or state["net_G"]
 
 
-def load_generator(path: Path | str, map_location: str = "cpu", which: str = "last") -> tuple[nn.Module, dict]:
+def load_generator(path: Path | str, map_location: str | torch.device = "cpu", which: str = "last") -> tuple[nn.Module, dict]:
     """Rebuild G of a run: which='last' (the checkpoint; its EMA when kept) or 'best' (lowest FID, best.pt).
 
     Returns (net_G in eval mode, config dict).
@@ -92,9 +93,9 @@ def load_generator(path: Path | str, map_location: str = "cpu", which: str = "la
                                           missing=f"no {BEST_NAME} in {folder}: the run was trained without "
                                                   "eval_every (--eval-every); use the last weights instead")
         return net_G, info["config"]
-    state = load_checkpoint(path, map_location=map_location)
+    state = load_checkpoint(path, map_location="cpu")  # whatever device wrote it; the net moves at the end
     cfg = state["config"]
-    return _build_generator(cfg.get("model"), cfg["latent_dim"], _run_weights(state), path), cfg
+    return _build_generator(cfg.get("model"), cfg["latent_dim"], _run_weights(state), path, map_location), cfg
 
 
 # --- generator files: best.pt of a run, and the pretrained generators shipped with the package ----------
@@ -114,16 +115,16 @@ def save_generator(path: Path | str, net_G: nn.Module | dict, config: dict, *, h
 
 def load_generator_file(path: Path | str, map_location: str | torch.device = "cpu", *,
                         missing: str = "") -> tuple[nn.Module, dict]:
-    """A generator file (best.pt, a shipped generator), fp32, in eval mode; returns (net_G, info)."""
+    """A generator file (best.pt, a shipped generator), fp32, in eval mode on `map_location`; (net_G, info)."""
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(missing or f"no generator file at {path}")
-    state = _load_ours(path, PRETRAINED_FORMAT, map_location,
+    state = _load_ours(path, PRETRAINED_FORMAT, "cpu",
                        unreadable="{path} is unreadable ({error}); train or reinstall again",
                        foreign="{path} is not a gan_utils generator file")
     weights = {k: v.float() if v.is_floating_point() else v for k, v in state["state_dict"].items()}
     info = {k: v for k, v in state.items() if k != "state_dict"}
-    return _build_generator(state["model"], state["latent_dim"], weights, path), info
+    return _build_generator(state["model"], state["latent_dim"], weights, path, map_location), info
 
 
 def export_generator(run: Path | str, path: Path | str, which: str = "best") -> Path:
@@ -152,7 +153,7 @@ def pretrained_names() -> list[str]:
 
 
 def load_pretrained(name: str, map_location: str | torch.device = "cpu") -> tuple[nn.Module, dict]:
-    """The shipped generator of a model name, fp32, in eval mode; returns (net_G, info)."""
+    """The shipped generator of a model name, fp32, in eval mode on `map_location`; returns (net_G, info)."""
     path = PRETRAINED_DIR / f"{name}.pt"
     if not path.is_file():
         known = ", ".join(pretrained_names()) or "none"

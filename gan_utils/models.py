@@ -201,13 +201,21 @@ class DCGANDiscriminator(nn.Module):
         return out
 
 
+def check_label_range(labels: torch.Tensor, num_classes: int) -> None:
+    """Raise unless every label is in [0, num_classes). Reads the values: a host sync on a GPU, so the
+    training loop calls it once, on the first batch, not in every forward."""
+    if labels.numel() and (int(labels.min()) < 0 or int(labels.max()) >= num_classes):
+        raise ValueError(f"labels must be in [0, {num_classes}), got [{int(labels.min())}, {int(labels.max())}]")
+
+
 def _check_labels(labels: Optional[torch.Tensor], batch: int, num_classes: int) -> torch.Tensor:
+    # Shape and dtype are known without reading the tensor: no sync, no graph break under torch.compile.
     if labels is None:
         raise ValueError(f"this model is conditional: pass labels, a LongTensor of shape ({batch},) in [0, {num_classes})")
     if labels.shape != (batch,) or labels.dtype not in (torch.int64, torch.int32):
         raise ValueError(f"expected labels of shape ({batch},) and an integer dtype, got {tuple(labels.shape)} {labels.dtype}")
-    if batch and (int(labels.min()) < 0 or int(labels.max()) >= num_classes):
-        raise ValueError(f"labels must be in [0, {num_classes}), got [{int(labels.min())}, {int(labels.max())}]")
+    if labels.device.type == "cpu" and not torch.compiler.is_compiling():
+        check_label_range(labels, num_classes)  # free on the CPU; on a GPU fit checks its first batch once
     return labels.long()
 
 

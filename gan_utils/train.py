@@ -3,7 +3,9 @@
 One loop for every model and loss family. Algorithm 1 of Goodfellow et al. (2014): each batch is one
 discriminator step; every k-th batch is followed by one generator step. Checkpoints are written
 atomically at every epoch end and hold only tensors and plain values (`torch.load(weights_only=True)`);
-every epoch's batch order and noise depend only on (seed, epoch), so a resumed run is exact.
+every epoch's batch order and noise depend only on (seed, epoch), so a resumed run is exact: bitwise on
+the CPU; on CUDA only up to the GPU's nondeterministic kernels (cuDNN convolutions pick algorithms that
+add in varying order) unless `torch.use_deterministic_algorithms(True)` is set.
 """
 from __future__ import annotations
 
@@ -20,7 +22,7 @@ from typing import Callable, Optional
 import torch
 from torch import nn
 
-from . import data, losses
+from . import data, losses, models
 from .checkpoints import (  # re-exported: chapters call train.load_checkpoint, train.load_pretrained, ...
     BEST_NAME, CHECKPOINT_FORMAT, CHECKPOINT_NAME, PRETRAINED_DIR, PRETRAINED_FORMAT, CheckpointError,
     export_generator, load_checkpoint, load_generator, load_pretrained, pretrained_names, save_checkpoint,
@@ -89,8 +91,8 @@ class TrainConfig:
     gp_weight: float = 10.0       # lambda of WGAN-GP
     clip_value: float = 0.0       # WGAN weight clipping; 0 = off
     device: str = "auto"          # "auto" (CUDA, then MPS, then CPU), "cpu", "cuda", "cuda:1", "mps"
-    amp: bool = False             # bf16 autocast (on CUDA; on CPU only if asked)
-    compile: bool = False         # torch.compile both nets (CUDA)
+    amp: bool = False             # bf16 autocast where the device has native bf16 (see amp_dtype)
+    compile: bool = False         # torch.compile both nets (CUDA); WGAN-GP's penalty runs the eager critic
     seed: int = 0
     num_samples: int = 64         # size of the fixed-noise grid saved each epoch
     ema: float = 0.0              # decay of an exponential moving average of G's weights; 0 = off
@@ -197,6 +199,40 @@ def seed_everything(seed: int) -> None:
         torch.cuda.manual_seed_all(seed)
 
 
+def amp_dtype(device: torch.device | str) -> Optional[torch.dtype]:
+    """The autocast dtype that makes `amp=True` pay off on `device`, or None where fp32 is the better choice.
+
+    bf16 on the CPU and on CUDA GPUs with native bf16 (compute capability >= 8.0: A100, L4, H100 ...).
+    None on older GPUs such as Colab's T4 (7.5): torch.cuda.is_bf16_supported() says True there, but by
+    emulation, slower than fp32 (cuDNN's bf16 convolutions need 8.0), and Inductor would not compile it.
+    None on Apple MPS: the engine's autocast covers CPU and CUDA only, so amp would change nothing.
+    """
+    device = torch.device(device)
+    if device.type == "cpu":
+        return torch.bfloat16
+    if device.type == "cuda":
+        native = (torch.cuda.is_bf16_supported(including_emulation=False)
+                  and torch.cuda.get_device_capability(device) >= (8, 0))
+        return torch.bfloat16 if native else None
+    return None
+
+
+def resolve_amp(amp: bool, device: torch.device | str) -> Optional[torch.dtype]:
+    """amp_dtype(device) when `amp` is asked for, with one warning where it falls back to fp32; else None."""
+    if not amp:
+        return None
+    dtype = amp_dtype(device)
+    if dtype is None:
+        import warnings
+        device = torch.device(device)
+        why = (f"this GPU (compute capability {'.'.join(map(str, torch.cuda.get_device_capability(device)))}) "
+               "has no native bf16, and emulated bf16 is slower than fp32" if device.type == "cuda"
+               else f"autocast is not used on {device.type}")
+        warnings.warn(f"amp=True: {why}; training runs in fp32. Pass amp=train.amp_dtype(device) is not None "
+                      "to choose it per device without this warning.", stacklevel=3)
+    return dtype
+
+
 def make_optimizers(net_G: nn.Module, net_D: nn.Module, cfg: TrainConfig) -> tuple[torch.optim.Optimizer, torch.optim.Optimizer]:
     """Adam(lr, (beta1, beta2)) for both nets (fused on CUDA), or RMSprop for the original WGAN."""
     def make(params, lr):
@@ -205,6 +241,18 @@ def make_optimizers(net_G: nn.Module, net_D: nn.Module, cfg: TrainConfig) -> tup
         fused = next(iter(net_G.parameters())).is_cuda or None  # fused Adam: one kernel for all params
         return torch.optim.Adam(params, lr=lr, betas=(cfg.beta1, cfg.beta2), fused=fused)
     return make(net_G.parameters(), cfg.lr_G), make(net_D.parameters(), cfg.lr_D)
+
+
+# Per-device choices an optimizer stores in its param_groups: they describe the run that saved it, not this one.
+_DEVICE_FLAGS = ("fused", "foreach", "capturable")
+
+
+def load_optimizer_state(opt: torch.optim.Optimizer, saved: dict) -> None:
+    """opt.load_state_dict(saved), keeping this run's fused/foreach/capturable flags (a CUDA run saves
+    fused=True, which a CPU resume must not inherit); the moments follow the parameters' device."""
+    groups = [{**g, **{k: here[k] for k in _DEVICE_FLAGS if k in here}}
+              for g, here in zip(saved["param_groups"], opt.param_groups)]
+    opt.load_state_dict({**saved, "param_groups": groups})
 
 
 # --- an exponential moving average of G ---------------------------------------------------------------
@@ -238,6 +286,22 @@ def _call(net: nn.Module, x: torch.Tensor, labels: Optional[torch.Tensor]) -> to
     return net(x) if labels is None else net(x, labels)
 
 
+def _noise(batch_size: int, latent_dim: int, device: torch.device | str,
+           generator: Optional[torch.Generator]) -> torch.Tensor:
+    """z ~ N(0, I) of shape (B, latent_dim) on `device`, drawn on the generator's own device.
+
+    A CPU torch.Generator with CUDA nets works (the noise is moved), and gives the same z on every device.
+    """
+    source = generator.device if generator is not None else device
+    return torch.randn(batch_size, latent_dim, device=source, generator=generator).to(device)
+
+
+def _eager(net: nn.Module) -> nn.Module:
+    """The module behind a torch.compile wrapper (the same weights): for the double backward of WGAN-GP,
+    which compiled graphs (aot_autograd) do not support."""
+    return getattr(net, "_orig_mod", net)
+
+
 def update_D(net_D: nn.Module, net_G: nn.Module, real: torch.Tensor, opt_D: torch.optim.Optimizer, *,
              latent_dim: int, loss: str = "nonsaturating", labels: Optional[torch.Tensor] = None,
              gp_weight: float = 10.0, clip_value: float = 0.0, generator: Optional[torch.Generator] = None,
@@ -247,7 +311,7 @@ def update_D(net_D: nn.Module, net_G: nn.Module, real: torch.Tensor, opt_D: torc
     """One step of D on a real batch and as many fakes; returns (loss_D, D(x) logits, D(G(z)) logits), detached."""
     d_loss_fn, _ = OBJECTIVES[loss]
     B = real.shape[0]  # the last batch of an epoch can be smaller: everything is sized from it
-    z = torch.randn(B, latent_dim, device=real.device, generator=generator)  # (B, latent_dim)
+    z = _noise(B, latent_dim, real.device, generator)  # (B, latent_dim)
     with torch.no_grad(), autocast():  # D's step must not update G: no graph through G at all
         fake = _call(net_G, z, labels)  # (B, C, H, W)
     if noise_std > 0:  # instance noise: blur both distributions so that their supports overlap
@@ -259,7 +323,7 @@ def update_D(net_D: nn.Module, net_G: nn.Module, real: torch.Tensor, opt_D: torc
     loss_D = d_loss_fn(real_out, fake_out, label_smoothing) if label_smoothing else d_loss_fn(real_out, fake_out)
     if loss == "wgan-gp":
         loss_D = loss_D + gp_weight * losses.gradient_penalty(
-            (lambda x: _call(net_D, x, labels)), real, fake.to(real.dtype), generator=generator)
+            (lambda x: _call(_eager(net_D), x, labels)), real, fake.to(real.dtype), generator=generator)
     opt_D.zero_grad(set_to_none=True)
     loss_D.backward()
     opt_D.step()
@@ -272,13 +336,18 @@ def update_D(net_D: nn.Module, net_G: nn.Module, real: torch.Tensor, opt_D: torc
 
 def update_G(net_G: nn.Module, net_D: nn.Module, batch_size: int, opt_G: torch.optim.Optimizer, *,
              latent_dim: int, loss: str = "nonsaturating", labels: Optional[torch.Tensor] = None,
-             generator: Optional[torch.Generator] = None, device: torch.device | str = "cpu",
+             generator: Optional[torch.Generator] = None, device: torch.device | str | None = None,
              autocast: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext,
              noise_std: float = 0.0,
              ) -> torch.Tensor:
-    """One step of G on fresh noise (G descends its own loss; nobody ascends); returns loss_G, detached."""
+    """One step of G on fresh noise (G descends its own loss; nobody ascends); returns loss_G, detached.
+
+    The noise goes to `device`, by default the device of G's weights.
+    """
     _, g_loss_fn = OBJECTIVES[loss]
-    z = torch.randn(batch_size, latent_dim, device=device, generator=generator)  # (B, latent_dim)
+    if device is None:
+        device = next(net_G.parameters()).device
+    z = _noise(batch_size, latent_dim, device, generator)  # (B, latent_dim)
     net_D.requires_grad_(False)  # G's step must not update D, and need not compute D's weight gradients
     try:
         with autocast():
@@ -337,7 +406,7 @@ class History:
             row["epoch"] = int(row["epoch"])
         return cls(steps={k: v.tolist() for k, v in state["steps"].items()},
                    epoch_time=state["epoch_time"].tolist(), img_per_s=state["img_per_s"].tolist(),
-                   samples=list(state["samples"]), evals=evals, device=state.get("device", ""))
+                   samples=[grid.cpu() for grid in state["samples"]], evals=evals, device=state.get("device", ""))
 
     def summary(self) -> str:
         if not self.epoch_time:
@@ -367,7 +436,10 @@ def _check_nets(net_G: nn.Module, net_D: nn.Module, cfg: TrainConfig) -> None:
         raise ValueError(f"net_D ends in Sigmoid, but {what}: remove the final nn.Sigmoid()")
 
 
-def _check_batch(real: torch.Tensor, net_D: nn.Module) -> None:
+def _check_batch(real: torch.Tensor, labels: Optional[torch.Tensor], net_D: nn.Module) -> None:
+    num_classes = getattr(net_D, "num_classes", None)
+    if labels is not None and num_classes is not None:
+        models.check_label_range(labels, num_classes)  # once per run: the forward does not (a GPU sync)
     shape = getattr(net_D, "img_shape", None)
     if shape is not None and tuple(real.shape[1:]) != tuple(shape):
         raise ValueError(f"the data's images have shape {tuple(real.shape[1:])}, net_D expects {tuple(shape)}")
@@ -416,11 +488,12 @@ def fit(net_G: nn.Module, net_D: nn.Module, loader, cfg: TrainConfig, *, out_dir
         if ckpt_path is None:
             raise ValueError("resume=True needs out_dir (where the checkpoint is)")
         if ckpt_path.exists():
-            state = load_checkpoint(ckpt_path, map_location=device)
+            # On the CPU first, whatever device wrote it: load_state_dict copies onto this run's device.
+            state = load_checkpoint(ckpt_path, map_location="cpu")
             net_G.load_state_dict(state["net_G"])
             net_D.load_state_dict(state["net_D"])
-            opt_G.load_state_dict(state["opt_G"])
-            opt_D.load_state_dict(state["opt_D"])
+            load_optimizer_state(opt_G, state["opt_G"])
+            load_optimizer_state(opt_D, state["opt_D"])
             history = History.from_state(state["history"])
             start_epoch, step = int(state["epoch"]), int(state["step"])
             z_fixed = state["z_fixed"].to(device)
@@ -434,13 +507,8 @@ def fit(net_G: nn.Module, net_D: nn.Module, loader, cfg: TrainConfig, *, out_dir
     sample_G = ema_G if ema_G is not None else net_G  # what the grids, the FID and the exported files show
     best_path = ckpt_path.with_name(BEST_NAME) if ckpt_path is not None else None
 
-    use_amp = cfg.amp
-    if use_amp and device.type == "cuda" and not torch.cuda.is_bf16_supported():
-        import warnings  # e.g. Colab's T4: no bf16 units, emulation would be slower than fp32
-        warnings.warn("this GPU has no native bf16: amp is switched off, training runs in fp32")
-        use_amp = False
-    amp_device = "cuda" if device.type == "cuda" else "cpu"
-    autocast = (lambda: torch.autocast(amp_device, dtype=torch.bfloat16)) if use_amp else contextlib.nullcontext
+    dtype = resolve_amp(cfg.amp, device)
+    autocast = (lambda: torch.autocast(device.type, dtype=dtype)) if dtype is not None else contextlib.nullcontext
     step_G, step_D = net_G, net_D
     if cfg.compile:
         step_G, step_D = torch.compile(net_G), torch.compile(net_D)
@@ -483,7 +551,7 @@ def fit(net_G: nn.Module, net_D: nn.Module, loader, cfg: TrainConfig, *, out_dir
             seen = 0
             for i, (real, labels) in enumerate(loader):
                 if not checked_first:
-                    _check_batch(real, net_D)
+                    _check_batch(real, labels if conditional else None, net_D)
                     checked_first = True
                 real = real.to(device, non_blocking=True)
                 labels = labels.to(device) if (conditional and labels is not None) else None

@@ -23,7 +23,7 @@ def make_grid(images: torch.Tensor, nrow: int = 8, padding: int = 2) -> np.ndarr
     """A (H, W) or (H, W, 3) array in [0, 1] tiling the images nrow per row."""
     from torchvision.utils import make_grid as tv_grid
     images = _to_display(images)  # (N, C, H, W) in [0, 1]
-    grid = tv_grid(images, nrow=nrow, padding=padding, pad_value=1.0).permute(1, 2, 0).numpy()  # (H', W', 3)
+    grid = tv_grid(images, nrow=nrow, padding=padding, pad_value=1.0).permute(1, 2, 0).cpu().numpy()  # (H', W', 3)
     return grid[..., 0] if images.shape[1] == 1 else grid
 
 
