@@ -274,3 +274,14 @@ def _source_text(page: str) -> str:
         if stem.with_suffix(suffix).exists():
             return stem.with_suffix(suffix).read_text(encoding="utf-8")
     return ""
+
+
+def test_one_output_box_per_stream(built_book):
+    # nb_merge_streams: an epoch log printed line by line is one box, not one scrolled box per print.
+    for page in [p for p in toc_pages() if p.startswith("notebooks/")]:
+        # a cell's class list also carries its tags: "cell tag_hide-input docutils container"
+        cells = re.split(r'<div class="cell\b[^"]*docutils container', (built_book / page).read_text(encoding="utf-8"))
+        for number, cell in enumerate(cells[1:], 1):
+            for kind in ("stream", "stderr"):
+                boxes = cell.count(f'class="output {kind}')
+                assert boxes <= 1, f"{page}: cell {number} shows its {kind} output in {boxes} boxes"
