@@ -285,3 +285,10 @@ def test_one_output_box_per_stream(built_book):
             for kind in ("stream", "stderr"):
                 boxes = cell.count(f'class="output {kind}')
                 assert boxes <= 1, f"{page}: cell {number} shows its {kind} output in {boxes} boxes"
+
+
+def test_pages_load_no_script_from_a_cdn(built_book):
+    # Math and diagrams are vendored; widget views are off, so no require.js or widget manager either.
+    for page in toc_pages():
+        remote = re.findall(r'<script[^>]*\ssrc="((?:https?:)?//[^"]+)"', (built_book / page).read_text(encoding="utf-8"))
+        assert not remote, f"{page} loads scripts from the network: {remote}"
