@@ -115,6 +115,33 @@ class ConvDiscriminator(nn.Module):
         return self.net(x).view(-1)  # (B,)
 
 
+class ArticleConvGenerator(ConvGenerator):
+    """The article's conv G exactly as its section 4 writes it, kept to measure what the book's fixes buy.
+
+    Tanh(BN(Linear(z))) -> reshape (256, 7, 7) -> BN(ConvT) (128, 14, 14) -> ReLU -> BN(ConvT) (1, 28, 28)
+    -> Tanh. Two choices differ from `ConvGenerator` and break DCGAN's rules: a Tanh (not ReLU) after the
+    projection, and a BatchNorm right before the output Tanh. Only the article's `Conv2d` is replaced by
+    `ConvTranspose2d`, since a `Conv2d` cannot upsample (chapter 4). Same start grid and forward as the
+    book's generator; only the layers differ.
+    """
+
+    def __init__(self, latent_dim: int = 100, img_shape: Sequence[int] = (1, 28, 28)):
+        super().__init__(latent_dim, img_shape)
+        channels = self.img_shape[0]
+        self.project = nn.Sequential(
+            nn.Linear(latent_dim, math.prod(self.start)),  # (B, 256*7*7), with the bias the article keeps
+            nn.BatchNorm1d(math.prod(self.start)),
+            nn.Tanh(),                                     # the article's choice; DCGAN uses ReLU inside G
+        )
+        self.upsample = nn.Sequential(
+            nn.ConvTranspose2d(256, 128, 4, 2, 1),        # (B, 128, 14, 14)
+            nn.BatchNorm2d(128), nn.ReLU(inplace=True),
+            nn.ConvTranspose2d(128, channels, 4, 2, 1),   # (B, 1, 28, 28)
+            nn.BatchNorm2d(channels),                     # BN on G's output layer: DCGAN leaves it out
+            nn.Tanh(),
+        )
+
+
 def _norm2d(kind: str, channels: int) -> nn.Module:
     if kind == "batch":
         return nn.BatchNorm2d(channels)

@@ -1,8 +1,10 @@
-"""The built book in a real headless browser (Debian's chromium): pages, math, mermaid, images, links, Colab.
+"""The built book in a real headless browser (Debian's chromium): pages, math, mermaid, images, links, Colab,
+and the layout a reader meets at 1400 px and at 400 px.
 
 The book is built strictly (`jupyter-book build . -W -n --keep-going`), served on 127.0.0.1, and a harness
-page on the same origin loads every page in an iframe and reports what rendered; chromium's --dump-dom
-prints the report. Skipped where chromium is absent, except in CI (`.ci/run` installs it).
+page on the same origin loads every page in an iframe of the reader's width and reports what rendered and
+what does not fit; chromium's --dump-dom prints the report. The diagrams are also opened from file://, as
+the README tells readers to. Skipped where chromium is absent, except in CI (`.ci/run` installs it).
 """
 import functools
 import http.server
@@ -92,9 +94,41 @@ def test_colab_buttons_point_at_each_notebook(built_book):
         assert any(link.startswith("https://mybinder.org/v2/gh/" + repo) for link in links), f"{name}: no Binder button"
 
 
+WIDE, NARROW = 1400, 400  # a laptop browser window and a phone, in CSS pixels
+MIN_LABEL_PX = 11  # smallest diagram label a reader can read at 100 % zoom
+
 HARNESS = """<!doctype html><html><body><pre id="report">pending</pre><script>
 const pages = %s;
+const width = %d;
 const results = {};
+// What a reader would have to scroll sideways to read: the element, and the section it is in.
+function describe(el) {
+  const section = el.closest('section');
+  return (section ? section.id : '?') + ': ' + el.textContent.trim().replace(/\\s+/g, ' ').slice(0, 60);
+}
+function layout(doc, win) {
+  const shown = el => el.getClientRects().length > 0 && !el.closest('details:not([open])');
+  const overflowing = sel => [...doc.querySelectorAll(sel)]
+    .filter(el => shown(el) && el.scrollWidth > el.clientWidth + 1).map(describe);
+  const labels = [];
+  for (const svg of doc.querySelectorAll('pre.mermaid svg')) {
+    const box = svg.getBoundingClientRect(), view = svg.viewBox && svg.viewBox.baseVal;
+    if (!box.width || !view || !view.width) continue;
+    for (const label of svg.querySelectorAll('.nodeLabel, .edgeLabel, .cluster-label, text')) {
+      if (label.textContent.trim())
+        labels.push(parseFloat(win.getComputedStyle(label).fontSize) * box.width / view.width);
+    }
+  }
+  return {
+    code_overflow: overflowing('div.cell_input pre, div.highlight pre'),
+    output_overflow: overflowing('div.cell_output pre, div.cell_output .output'),
+    table_overflow: overflowing('.pst-scrollable-table-container, .table-wrapper, article table'),
+    math_overflow: overflowing('mjx-container[display="true"]'),
+    smallest_label_px: labels.length ? Math.min(...labels) : null,
+    page_width: doc.documentElement.scrollWidth,
+    window_width: win.innerWidth,
+  };
+}
 function inspect(doc) {
   const imgs = [...doc.querySelectorAll('article img, main img, .bd-article img')];
   return {
@@ -110,9 +144,12 @@ function inspect(doc) {
 async function visit(page) {
   return new Promise(resolve => {
     const frame = document.createElement('iframe');
-    frame.style.width = '1200px'; frame.style.height = '900px';
+    frame.style.width = width + 'px'; frame.style.height = '900px';
     frame.onload = () => setTimeout(() => {
-      try { results[page] = inspect(frame.contentDocument); }
+      try {
+        results[page] = Object.assign(inspect(frame.contentDocument),
+                                      layout(frame.contentDocument, frame.contentWindow));
+      }
       catch (e) { results[page] = {error: String(e)}; }
       frame.remove(); resolve();
     }, 6000);
@@ -127,10 +164,10 @@ async function visit(page) {
 </script></body></html>"""
 
 
-@pytest.fixture(scope="module")
-def browser_report(built_book, tmp_path_factory):
+def run_harness(built_book: Path, profile: Path, width: int) -> dict:
+    """Every page of the book loaded at `width` CSS pixels: what rendered and what does not fit."""
     pages = toc_pages()
-    (built_book / "_browser_harness.html").write_text(HARNESS % json.dumps(pages), encoding="utf-8")
+    (built_book / "_browser_harness.html").write_text(HARNESS % (json.dumps(pages), width), encoding="utf-8")
     class Quiet(http.server.SimpleHTTPRequestHandler):
         def log_message(self, *args):
             pass
@@ -138,7 +175,6 @@ def browser_report(built_book, tmp_path_factory):
     handler = functools.partial(Quiet, directory=str(built_book))
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
-    profile = tmp_path_factory.mktemp("chromium-profile")
     try:
         result = subprocess.run(
             [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -153,6 +189,16 @@ def browser_report(built_book, tmp_path_factory):
     assert match and match.group(1) != "pending", "the harness did not finish:\n" + result.stderr[-2000:]
     import html as html_lib
     return json.loads(html_lib.unescape(match.group(1)))
+
+
+@pytest.fixture(scope="module")
+def browser_report(built_book, tmp_path_factory):
+    return run_harness(built_book, tmp_path_factory.mktemp("chromium-profile"), WIDE)
+
+
+@pytest.fixture(scope="module")
+def narrow_report(built_book, tmp_path_factory):
+    return run_harness(built_book, tmp_path_factory.mktemp("chromium-profile"), NARROW)
 
 
 def test_every_page_loads_in_the_browser(browser_report):
@@ -180,3 +226,69 @@ def test_chapters_show_figures(browser_report):
     for page, info in browser_report.items():
         if page.startswith("notebooks/"):
             assert info["images"] >= 1, f"{page}: no figure shown"
+
+
+@pytest.mark.parametrize("kind", ["code", "output", "table", "math"])
+def test_nothing_scrolls_sideways_at_1400_px(browser_report, kind):
+    # Code cells fit 88 columns (test_notebooks), printed lines wrap, tables and equations fit the column.
+    for page, info in browser_report.items():
+        assert not info[f"{kind}_overflow"], (
+            f"{page} at {WIDE} px: {kind} wider than the text column, scrolled sideways: {info[f'{kind}_overflow']}")
+
+
+def test_diagram_labels_are_legible(browser_report, narrow_report):
+    for width, report in ((WIDE, browser_report), (NARROW, narrow_report)):
+        labelled = {page: info["smallest_label_px"] for page, info in report.items() if info.get("mermaid_blocks")}
+        assert labelled, "no page with a diagram"
+        for page, smallest in labelled.items():
+            assert smallest is not None and smallest >= MIN_LABEL_PX, (
+                f"{page} at {width} px: a diagram label is {smallest} px, under {MIN_LABEL_PX} px")
+
+
+def test_pages_fit_a_phone(narrow_report):
+    for page, info in narrow_report.items():
+        assert "error" not in info, f"{page}: {info}"
+        assert info["page_width"] <= info["window_width"], (
+            f"{page} at {NARROW} px: the page is {info['page_width']} px wide and scrolls sideways")
+        assert info["mermaid_rendered"] >= info["mermaid_blocks"], f"{page} at {NARROW} px: {info}"
+
+
+def test_diagrams_render_from_file_urls(built_book, tmp_path):
+    # The README tells readers to open _build/html/index.html: module scripts cannot import from file://.
+    pages = [p for p in toc_pages() if "{mermaid}" in _source_text(p)]
+    assert pages, "no page with a diagram"
+    for page in pages:
+        result = subprocess.run(
+            [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-sync",
+             "--disable-background-networking", "--disable-component-update", f"--user-data-dir={tmp_path}",
+             "--virtual-time-budget=10000", "--dump-dom", (built_book / page).as_uri()],
+            capture_output=True, text=True, timeout=120)
+        blocks = len(re.findall(r'<pre class="mermaid', result.stdout))
+        drawn = len(re.findall(r'<pre class="mermaid"[^>]*><svg', result.stdout))
+        assert blocks and drawn == blocks, f"{page} from file://: {drawn} of {blocks} diagrams drawn"
+
+
+def _source_text(page: str) -> str:
+    stem = ROOT / page[: -len(".html")]
+    for suffix in (".md", ".ipynb"):
+        if stem.with_suffix(suffix).exists():
+            return stem.with_suffix(suffix).read_text(encoding="utf-8")
+    return ""
+
+
+def test_one_output_box_per_stream(built_book):
+    # nb_merge_streams: an epoch log printed line by line is one box, not one scrolled box per print.
+    for page in [p for p in toc_pages() if p.startswith("notebooks/")]:
+        # a cell's class list also carries its tags: "cell tag_hide-input docutils container"
+        cells = re.split(r'<div class="cell\b[^"]*docutils container', (built_book / page).read_text(encoding="utf-8"))
+        for number, cell in enumerate(cells[1:], 1):
+            for kind in ("stream", "stderr"):
+                boxes = cell.count(f'class="output {kind}')
+                assert boxes <= 1, f"{page}: cell {number} shows its {kind} output in {boxes} boxes"
+
+
+def test_pages_load_no_script_from_a_cdn(built_book):
+    # Math and diagrams are vendored; widget views are off, so no require.js or widget manager either.
+    for page in toc_pages():
+        remote = re.findall(r'<script[^>]*\ssrc="((?:https?:)?//[^"]+)"', (built_book / page).read_text(encoding="utf-8"))
+        assert not remote, f"{page} loads scripts from the network: {remote}"

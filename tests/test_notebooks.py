@@ -9,6 +9,7 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "scripts"))
+import strip_progress_bars  # noqa: E402
 import sync_notebooks  # noqa: E402
 
 
@@ -69,6 +70,45 @@ def test_chapter_shape(path):
     assert not re.search(r"\b(TODO|FIXME|TBD)\b", sources), f"{path.name}: a placeholder in the text"
     imports = "".join("".join(c["source"]) for c in code_cells(nb))
     assert "from gan_utils import" in imports
+
+
+CODE_COLUMNS = 88  # what the book's text column shows at 1400 px without a sideways scrollbar
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_code_cells_fit_the_column(path):
+    # IPython magics are exempt: the Colab cell's %pip line carries the repository URL (make sync).
+    nb = json.loads(path.read_text(encoding="utf-8"))
+    too_long = [(number, line) for number, cell in enumerate(nb["cells"]) if cell["cell_type"] == "code"
+                for line in "".join(cell["source"]).splitlines()
+                if len(line) > CODE_COLUMNS and not line.lstrip().startswith(("%", "!"))]
+    assert not too_long, (f"{path.name}: {len(too_long)} code lines over {CODE_COLUMNS} columns, the first in "
+                          f"cell {too_long[0][0]}: {too_long[0][1][:70]}... (wrap it; ruff format helps)")
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_no_progress_bar_residue(path):
+    nb = json.loads(path.read_text(encoding="utf-8"))
+    bars = [number for number, cell in enumerate(nb["cells"]) for output in cell.get("outputs", [])
+            if strip_progress_bars.is_progress_bar(output)]
+    assert not bars, f"{path.name}: progress bars saved in cells {bars}: run scripts/strip_progress_bars.py"
+
+
+def test_strip_progress_bars_keeps_everything_else(tmp_path):
+    bar = {"output_type": "display_data", "metadata": {},
+           "data": {"application/vnd.jupyter.widget-view+json": {"model_id": "x", "version_major": 2},
+                    "text/plain": ["training:   0%|          | 0/1407 [00:00<?, ?batch/s]"]}}
+    console_bar = {"output_type": "stream", "name": "stderr", "text": ["\r 50%|#####     | 5/10 [00:01<00:01]"]}
+    note = {"output_type": "stream", "name": "stderr", "text": ["Resuming from runs/x/checkpoint.pt\n"]}
+    widget = {"output_type": "display_data", "metadata": {},
+              "data": {"application/vnd.jupyter.widget-view+json": {"model_id": "y", "version_major": 2},
+                       "text/plain": ["DigitPicker (run the notebook to use its controls)"]}}
+    cell = {"cell_type": "code", "source": [], "metadata": {}, "execution_count": 1,
+            "outputs": [note, bar, console_bar, widget]}
+    path = tmp_path / "nb.ipynb"
+    path.write_text(json.dumps({"cells": [cell], "metadata": {}, "nbformat": 4, "nbformat_minor": 5}))
+    assert strip_progress_bars.strip(path) == 2
+    assert json.loads(path.read_text())["cells"][0]["outputs"] == [note, widget]
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)

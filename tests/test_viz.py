@@ -37,3 +37,28 @@ def test_history_figures_render(tmp_path):
     assert "<script" in html.data and html.data.count("data:image/png") >= 3
     path = viz.save_grid(history.samples[0], tmp_path / "grid.png", nrow=4)
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_inline_figures_are_retina():
+    # Outside IPython nothing changes; inside, a Figure shows as a PNG of twice its pixels at its own size.
+    import base64
+    import struct
+
+    import matplotlib.pyplot as plt
+    from IPython.core.interactiveshell import InteractiveShell
+
+    assert viz.sharp_inline_figures() is False
+    shell = InteractiveShell.instance()
+    try:
+        assert viz.sharp_inline_figures() is True
+        fig = plt.figure(figsize=(2, 1), dpi=80)
+        fig.gca().plot([0, 1])
+        data, metadata = shell.display_formatter.format(fig)
+        png = data["image/png"]
+        png = base64.b64decode(png) if isinstance(png, str) else png
+        width, height = struct.unpack(">II", png[16:24])  # the PNG header's IHDR
+        assert abs(metadata["image/png"]["width"] * 2 - width) <= 1  # shown at half its pixels
+        assert width >= 2 * 100  # about 2 x 160 px: bbox_inches="tight" trims the border
+    finally:
+        InteractiveShell.clear_instance()
+        plt.close("all")
