@@ -140,9 +140,10 @@ def run_lock(folder: Path | str) -> Iterator[Path]:
             elif owner_host != host:
                 raise RunLockedError(f"{folder} is locked by process {pid} on {owner_host}; if no training runs "
                                      f"there, delete {lock}, else wait or choose another --out (API: out_dir)")
-            elif _alive(pid):
+            elif pid != os.getpid() and _alive(pid):
                 raise RunLockedError(f"{folder} is being written by another training process (pid {pid}); wait "
-                                     "for it to finish or choose another --out (API: out_dir)")
+                                     f"for it to finish or choose another --out (API: out_dir); if none runs, "
+                                     f"delete {lock}")
             with contextlib.suppress(FileNotFoundError):
                 lock.unlink()  # stale: left by a process that was killed
             continue
