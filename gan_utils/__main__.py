@@ -121,8 +121,8 @@ FLAGS = {"lr_G": "--lr", "lr_D": "--lr", "k": "--k", "batch_size": "--batch-size
 def _device(name: str) -> torch.device:
     """train.pick_device, limited to what the engine runs on (not meta, xpu, ...)."""
     try:
-        device = train.pick_device(name)
-    except (RuntimeError, ValueError):
+        device = train.pick_device(name)  # its ValueErrors say what is missing ("no CUDA GPU", ...)
+    except RuntimeError:
         device = None
     if device is None or device.type not in ("cpu", "cuda", "mps"):
         raise ValueError(f"unknown device {name!r}; use auto, cpu, cuda, cuda:N or mps")
@@ -147,6 +147,8 @@ def _output_file(text: str, suffixes: tuple[str, ...], what: str) -> Path:
         raise ValueError(f"--out must end in {' or '.join(suffixes)} ({what}), got {out.name!r}")
     if out.is_dir():
         raise ValueError(f"--out {out} is a folder; name a file, e.g. {out / ('samples' + suffixes[0])}")
+    if out.name == checkpoints.CHECKPOINT_NAME:
+        raise ValueError(f"--out {out} would replace a run's checkpoint; name another file")
     return out
 
 
@@ -295,6 +297,8 @@ def _save_png(images: torch.Tensor, out: Path, nrow: int) -> None:
 
 def cmd_sample(args) -> int:
     out = _output_file(args.out, (".pt", ".png"), "a tensor in [-1, 1], or a grid")
+    if out.resolve().parent == checkpoints.PRETRAINED_DIR.resolve():
+        raise ValueError(f"--out {out} is in the shipped generators' folder; write samples elsewhere")
     is_png = out.suffix.lower() == ".png"
     if is_png and args.n > MAX_GRID:
         raise ValueError(f"--n {args.n} is too many for a readable grid (at most {MAX_GRID}); use --out NAME.pt")

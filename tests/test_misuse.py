@@ -152,6 +152,15 @@ def test_sample_output_checked_before_generating(my_run, tmp_path, name, ok, cap
         assert not calls and not (tmp_path / "new_folder").exists()  # no work, no empty folder
 
 
+@pytest.mark.parametrize("target", ["checkpoint", "shipped"])
+def test_sample_never_overwrites_a_checkpoint_or_a_shipped_generator(my_run, target, capsys, no_work):
+    out = my_run / "checkpoint.pt" if target == "checkpoint" else checkpoints.PRETRAINED_DIR / "mlp.pt"
+    before = out.read_bytes()
+    assert main(["sample", "--run", str(my_run), "--n", "4", "--out", str(out)]) == 2
+    _one_line_error(capsys, "--out")
+    assert out.read_bytes() == before
+
+
 @pytest.mark.parametrize("n", ["12000", "2", "3"])
 def test_evaluate_n_checked_before_sampling(my_run, n, capsys, no_work):
     assert main(["evaluate", "--run", str(my_run), "--n", n]) == 2
