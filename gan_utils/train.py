@@ -22,7 +22,7 @@ from typing import Callable, Optional
 import torch
 from torch import nn
 
-from . import data, losses, models
+from . import checkpoints, data, losses, models
 from .checkpoints import (  # re-exported: chapters call train.load_checkpoint, train.load_pretrained, ...
     BEST_NAME, CHECKPOINT_FORMAT, CHECKPOINT_NAME, PRETRAINED_DIR, PRETRAINED_FORMAT, CheckpointError,
     export_generator, load_checkpoint, load_generator, load_pretrained, pretrained_names, save_checkpoint,
@@ -429,11 +429,51 @@ def _check_nets(net_G: nn.Module, net_D: nn.Module, cfg: TrainConfig) -> None:
     g_latent = getattr(net_G, "latent_dim", None)
     if g_latent is not None and g_latent != cfg.latent_dim:
         raise ValueError(f"latent size mismatch: net_G expects z of size {g_latent}, config has latent_dim={cfg.latent_dim}")
-    last = [m for m in net_D.modules() if not list(m.children())]
-    if last and isinstance(last[-1], nn.Sigmoid):
+    if _ends_in_sigmoid(net_G, net_D, cfg):
         what = ("a WGAN critic must output unbounded scores" if cfg.loss.startswith("wgan")
                 else f"the '{cfg.loss}' loss expects logits and applies the sigmoid itself")
-        raise ValueError(f"net_D ends in Sigmoid, but {what}: remove the final nn.Sigmoid()")
+        raise ValueError(f"net_D ends in Sigmoid, but {what}: remove the final nn.Sigmoid() "
+                         "(or torch.sigmoid) from its forward")
+
+
+# Ops that only move values around: a sigmoid followed by one of them still ends D in a sigmoid.
+_RESHAPES = {"flatten", "view", "reshape", "squeeze", "unsqueeze", "contiguous", "float", "to", "__getitem__",
+             "clone", "view_as", "reshape_as", "permute", "transpose", "t"}
+
+
+def _ends_in_sigmoid(net_G: nn.Module, net_D: nn.Module, cfg: TrainConfig) -> bool:
+    """Probe D once on two fakes and see which op ran last: the op that is *run*, not the module declared."""
+    from torch.overrides import TorchFunctionMode
+
+    made_by: dict[int, str] = {}
+    keep = []  # hold the tensors so their ids are not reused during the probe
+
+    class Trace(TorchFunctionMode):
+        def __torch_function__(self, func, types, args=(), kwargs=None):
+            out = func(*args, **(kwargs or {}))
+            name = getattr(func, "__name__", "").rstrip("_")
+            if name in _RESHAPES:
+                first = args[0] if args else None
+                name = made_by.get(id(first), name)
+            for t in (out if isinstance(out, (tuple, list)) else (out,)):
+                if isinstance(t, torch.Tensor):
+                    made_by[id(t)] = name
+                    keep.append(t)
+            return out
+
+    try:
+        device = next(net_D.parameters()).device
+        gen = torch.Generator().manual_seed(0)  # a private stream: the probe must not shift the seeded runs
+        z = torch.randn(2, cfg.latent_dim, generator=gen).to(device)
+        labels = cycled_labels(net_G, 2)
+        labels = labels.to(device) if labels is not None else None
+        with torch.no_grad(), eval_mode(net_G), eval_mode(net_D):
+            fake = _call(net_G, z, labels)
+            with Trace():
+                out = _call(net_D, fake, labels)
+    except Exception:
+        return False  # a probe that cannot run proves nothing; the first real batch reports the mismatch
+    return isinstance(out, torch.Tensor) and made_by.get(id(out)) in ("sigmoid", "expit")
 
 
 def _check_batch(real: torch.Tensor, labels: Optional[torch.Tensor], net_D: nn.Module) -> None:
@@ -456,13 +496,48 @@ def _run_generator(cfg: TrainConfig, epoch: int, device: torch.device) -> torch.
 
 def fit(net_G: nn.Module, net_D: nn.Module, loader, cfg: TrainConfig, *, out_dir: Path | str | None = None,
         resume: bool = False, on_epoch_end: Optional[Callable[[int, History], None]] = None,
-        fixed_labels: Optional[torch.Tensor] = None) -> History:
+        fixed_labels: Optional[torch.Tensor] = None, allow_changes: bool = False) -> History:
     """Train net_G and net_D on `loader` (batches of (images in [-1, 1], labels or None)).
 
-    With `out_dir`, a checkpoint is written there atomically after every epoch, and `resume=True`
-    continues from it. `on_epoch_end(epoch, history)` runs after each epoch (live figures, widgets);
-    it may raise StopTraining. A conditional pair (G with `num_classes`) gets the batch's labels.
+    With `out_dir`, a checkpoint is written there atomically after every epoch (one training process per
+    folder: a second one is refused), and `resume=True` continues from it exactly: a config or data size
+    that differs from the checkpoint's is refused unless `allow_changes=True` (CLI: --override).
+    `on_epoch_end(epoch, history)` runs after each epoch (live figures, widgets); it may raise
+    StopTraining. A conditional pair (G with `num_classes`) gets the batch's labels.
     """
+    if out_dir is None:
+        return _fit(net_G, net_D, loader, cfg, out_dir=None, resume=resume, on_epoch_end=on_epoch_end,
+                    fixed_labels=fixed_labels, allow_changes=allow_changes)
+    out_dir = Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise ValueError(f"out_dir {out_dir} is a file; pass a folder (the run folder that holds {CHECKPOINT_NAME})")
+    with checkpoints.run_lock(out_dir):  # also proves, before any training, that the folder is writable
+        return _fit(net_G, net_D, loader, cfg, out_dir=out_dir, resume=resume, on_epoch_end=on_epoch_end,
+                    fixed_labels=fixed_labels, allow_changes=allow_changes)
+
+
+def _num_images(loader) -> Optional[int]:
+    """How many training examples a loader serves (TensorLoader or DataLoader), None if it cannot say."""
+    if hasattr(loader, "num_images"):
+        return int(loader.num_images)
+    with contextlib.suppress(TypeError, AttributeError):
+        return len(loader.dataset)
+    return None
+
+
+def _split_batch(batch) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
+    """(images, labels) from what a loader yields: a tensor, (x,) as from TensorDataset(x), or (x, y)."""
+    if isinstance(batch, torch.Tensor):
+        return batch, None
+    if isinstance(batch, (tuple, list)) and len(batch) in (1, 2):
+        return batch[0], (batch[1] if len(batch) == 2 else None)
+    raise ValueError(f"the loader yields {type(batch).__name__} batches; expected images, (images,) or "
+                     "(images, labels)")
+
+
+def _fit(net_G: nn.Module, net_D: nn.Module, loader, cfg: TrainConfig, *, out_dir: Optional[Path], resume: bool,
+         on_epoch_end: Optional[Callable[[int, History], None]], fixed_labels: Optional[torch.Tensor],
+         allow_changes: bool) -> History:
     cfg.validate()
     _check_nets(net_G, net_D, cfg)
     device = pick_device(cfg.device)
@@ -483,6 +558,7 @@ def fit(net_G: nn.Module, net_D: nn.Module, loader, cfg: TrainConfig, *, out_dir
     if fixed_labels is not None:
         fixed_labels = fixed_labels.to(device)
     start_epoch, step = 0, 0
+    saved_epoch = None  # the epoch of the checkpoint on disk (None: none written by this run yet)
     ckpt_path = Path(out_dir) / CHECKPOINT_NAME if out_dir is not None else None
     if resume:
         if ckpt_path is None:
@@ -490,12 +566,32 @@ def fit(net_G: nn.Module, net_D: nn.Module, loader, cfg: TrainConfig, *, out_dir
         if ckpt_path.exists():
             # On the CPU first, whatever device wrote it: load_state_dict copies onto this run's device.
             state = load_checkpoint(ckpt_path, map_location="cpu")
-            net_G.load_state_dict(state["net_G"])
-            net_D.load_state_dict(state["net_D"])
-            load_optimizer_state(opt_G, state["opt_G"])
-            load_optimizer_state(opt_D, state["opt_D"])
+            changes = checkpoints.config_changes(state["config"], asdict(cfg))
+            stored_n, n = state.get("data", {}).get("num_images"), _num_images(loader)
+            if stored_n is not None and n is not None and stored_n != n:
+                changes["number of training images"] = (stored_n, n)
+            if changes and not allow_changes:
+                listed = "; ".join(f"{k} {old!r} -> {new!r}" for k, (old, new) in changes.items())
+                raise ValueError(f"{ckpt_path} was trained with other settings ({listed}); resume with the stored "
+                                 "ones to continue exactly, or pass allow_changes=True (CLI: --override) to change them")
+            if int(state["epoch"]) > cfg.num_epochs:
+                raise ValueError(f"{ckpt_path} already holds {int(state['epoch'])} epochs but num_epochs is "
+                                 f"{cfg.num_epochs}: it counts all epochs, so ask for more (CLI: --epochs)")
+            checkpoints.load_weights(net_G, state["net_G"], ckpt_path, "net_G")
+            checkpoints.load_weights(net_D, state["net_D"], ckpt_path, "net_D")
+            for opt, key in ((opt_G, "opt_G"), (opt_D, "opt_D")):  # this run's fused/foreach flags, not the saved ones
+                checkpoints.load_weights(opt, state[key], ckpt_path, f"optimizer {key}", load=load_optimizer_state)
+            if changes:  # on purpose: the restored optimizers take the new settings, not the stored ones
+                for opt, lr in ((opt_G, cfg.lr_G), (opt_D, cfg.lr_D)):
+                    for group in opt.param_groups:
+                        group["lr"] = lr
+                        if "betas" in group:
+                            group["betas"] = (cfg.beta1, cfg.beta2)
+                print("Resuming with changed settings: " + "; ".join(
+                    f"{k} {old!r} -> {new!r}" for k, (old, new) in changes.items()), file=sys.stderr)
             history = History.from_state(state["history"])
             start_epoch, step = int(state["epoch"]), int(state["step"])
+            saved_epoch = start_epoch
             z_fixed = state["z_fixed"].to(device)
             if cfg.progress:
                 print(f"Resuming from {ckpt_path} after epoch {start_epoch}.", file=sys.stderr)
@@ -523,6 +619,7 @@ def fit(net_G: nn.Module, net_D: nn.Module, loader, cfg: TrainConfig, *, out_dir
             "history": history.to_state(), "z_fixed": z_fixed.cpu(),
             "fixed_labels": fixed_labels.cpu() if fixed_labels is not None else torch.empty(0),
             "ema_G": ema_G.state_dict() if ema_G is not None else {}, "ema_updates": ema_updates,
+            "data": {"num_images": _num_images(loader)},  # so a resume can refuse other data
         })
 
     def evaluate(epoch: int) -> None:
@@ -537,6 +634,7 @@ def fit(net_G: nn.Module, net_D: nn.Module, loader, cfg: TrainConfig, *, out_dir
         progress = tqdm(total=(cfg.num_epochs - start_epoch) * len(loader), desc="training",
                         unit="batch", mininterval=0.5, initial=0)
     checked_first = False
+    pixel_lo = pixel_hi = None  # the range of every batch of the epoch, checked at its end (no sync per batch)
     # Until G's first step (k > 1) there is no loss_G: NaN, drawn as a gap. Then the last value carries over.
     loss_G = torch.tensor(history.steps["loss_G"][-1] if history.steps["loss_G"] else float("nan"), device=device)
     try:
@@ -549,10 +647,15 @@ def fit(net_G: nn.Module, net_D: nn.Module, loader, cfg: TrainConfig, *, out_dir
                 torch.cuda.synchronize(device)
             t0 = time.perf_counter()
             seen = 0
-            for i, (real, labels) in enumerate(loader):
+            for i, batch in enumerate(loader):
+                real, labels = _split_batch(batch)
                 if not checked_first:
                     _check_batch(real, labels if conditional else None, net_D)
                     checked_first = True
+                if real.dim() == 4:
+                    lo, hi = torch.aminmax(real.detach())
+                    pixel_lo = lo if pixel_lo is None else torch.minimum(pixel_lo, lo)
+                    pixel_hi = hi if pixel_hi is None else torch.maximum(pixel_hi, hi)
                 real = real.to(device, non_blocking=True)
                 labels = labels.to(device) if (conditional and labels is not None) else None
                 # instance noise decays linearly from cfg.instance_noise to 0 over the whole run
@@ -586,6 +689,9 @@ def fit(net_G: nn.Module, net_D: nn.Module, loader, cfg: TrainConfig, *, out_dir
             if device.type == "cuda":
                 torch.cuda.synchronize(device)
             elapsed = time.perf_counter() - t0
+            if pixel_lo is not None:  # a later batch out of range (e.g. one unscaled file): before the checkpoint
+                data.check_pixel_range(torch.stack([pixel_lo, pixel_hi]).float(), f"real images of epoch {epoch + 1}")
+                pixel_lo = pixel_hi = None
             bad = ~torch.isfinite(table[:, [0, 2, 3]]).all(dim=1) | ((table[:, 4] > 0) & ~torch.isfinite(table[:, 1]))
             if bad.any():
                 first = int(bad.nonzero()[0])
@@ -600,16 +706,23 @@ def fit(net_G: nn.Module, net_D: nn.Module, loader, cfg: TrainConfig, *, out_dir
             if cfg.eval_every and ((epoch + 1) % cfg.eval_every == 0 or epoch + 1 == cfg.num_epochs):
                 evaluate(epoch + 1)
             checkpoint(epoch + 1)
+            saved_epoch = epoch + 1 if ckpt_path is not None else None
             if on_epoch_end is not None:
                 on_epoch_end(epoch, history)
     except StopTraining:
         if cfg.progress:
-            print(f"Stopped after epoch {history.num_epochs}; checkpoint kept.", file=sys.stderr)
+            kept = f"checkpoint of epoch {saved_epoch} kept" if saved_epoch else "no checkpoint written"
+            print(f"Stopped after epoch {history.num_epochs}; {kept}.", file=sys.stderr)
     except KeyboardInterrupt:
         history.interrupted = True
-        where = f"the checkpoint in {ckpt_path} (epoch {history.num_epochs})" if ckpt_path else "nothing (no out_dir)"
-        print(f"Interrupted during epoch {history.num_epochs + 1}; kept {where}. "
-              "Run again with resume=True to continue exactly.", file=sys.stderr)
+        if ckpt_path is None:
+            kept = "nothing is saved (no out_dir)"
+        elif saved_epoch is None:
+            kept = f"no checkpoint exists yet in {out_dir}: rerun from the start"
+        else:
+            kept = (f"{ckpt_path} holds epoch {saved_epoch}: run again with --resume "
+                    "(API: resume=True) to continue exactly")
+        print(f"Interrupted after {history.num_epochs} finished epochs; {kept}.", file=sys.stderr)
     finally:
         if progress is not None:
             progress.close()

@@ -14,5 +14,5 @@ names=("$@")
 for name in "${names[@]}"; do
   echo "== $name: ${EPOCHS[$name]} epochs ${FLAGS[$name]}"
   $PY -m gan_utils train --model "$name" --epochs "${EPOCHS[$name]}" ${FLAGS[$name]} --out "runs/pretrained-$name" --resume --quiet
-  $PY -m gan_utils export --run "runs/pretrained-$name" --name "$name"
+  $PY -m gan_utils export --run "runs/pretrained-$name" --name "$name" --force  # replaces the shipped file (old one: NAME.pt.bak)
 done
