@@ -50,7 +50,7 @@ test-colab-widgets: $(STAMP)
 # (.venv-oldest, .venv-colab), torch from the CPU wheel index (CUDA wheels are GBs). Needs the named
 # Pythons on PATH (pyenv, setup-python). TORCH_INDEX= (empty) takes torch from PyPI instead.
 TORCH_INDEX  ?= https://download.pytorch.org/whl/cpu
-OLDEST_PY    ?= python3.10
+OLDEST_PY    ?= python3.11
 OLDEST_TORCH := torch==2.4.1 torchvision==0.19.1
 OLDEST_PINS  := numpy==2.0.2
 COLAB_PY     ?= python3.13
