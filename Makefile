@@ -65,7 +65,7 @@ test-matrix:
 matrix-leg:
 	test -x .venv-$(LEG)/bin/python || $(PY) -m venv .venv-$(LEG)
 	.venv-$(LEG)/bin/python -m pip install --quiet $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX)) $(TORCH_PINS)
-	.venv-$(LEG)/bin/python -m pip install --quiet $(PINS) -e ".[metrics,widgets]" pytest pyyaml jupyter_client
+	.venv-$(LEG)/bin/python -m pip install --quiet $(PINS) -e ".[metrics,widgets]" pytest pyyaml jupyter_client ipykernel
 	.venv-$(LEG)/bin/python -c "import sys, torch, torchvision, numpy; print('$(LEG): Python', sys.version.split()[0], 'torch', torch.__version__, 'torchvision', torchvision.__version__, 'numpy', numpy.__version__)"
 	GAN_QUICK=1 OMP_NUM_THREADS=$${OMP_NUM_THREADS:-2} .venv-$(LEG)/bin/python -m pytest -p no:cacheprovider tests --ignore=tests/test_browser.py
 
