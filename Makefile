@@ -50,7 +50,7 @@ test-colab-widgets: $(STAMP)
 # (.venv-oldest, .venv-colab), torch from the CPU wheel index (CUDA wheels are GBs). Needs the named
 # Pythons on PATH (pyenv, setup-python). TORCH_INDEX= (empty) takes torch from PyPI instead.
 TORCH_INDEX  ?= https://download.pytorch.org/whl/cpu
-OLDEST_PY    ?= python3.10
+OLDEST_PY    ?= python3.11
 OLDEST_TORCH := torch==2.4.1 torchvision==0.19.1
 OLDEST_PINS  := numpy==2.0.2
 COLAB_PY     ?= python3.13
@@ -65,7 +65,7 @@ test-matrix:
 matrix-leg:
 	test -x .venv-$(LEG)/bin/python || $(PY) -m venv .venv-$(LEG)
 	.venv-$(LEG)/bin/python -m pip install --quiet $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX)) $(TORCH_PINS)
-	.venv-$(LEG)/bin/python -m pip install --quiet $(PINS) -e ".[metrics,widgets]" pytest pyyaml jupyter_client
+	.venv-$(LEG)/bin/python -m pip install --quiet $(PINS) -e ".[metrics,widgets]" pytest pyyaml jupyter_client ipykernel
 	.venv-$(LEG)/bin/python -c "import sys, torch, torchvision, numpy; print('$(LEG): Python', sys.version.split()[0], 'torch', torch.__version__, 'torchvision', torchvision.__version__, 'numpy', numpy.__version__)"
 	GAN_QUICK=1 OMP_NUM_THREADS=$${OMP_NUM_THREADS:-2} .venv-$(LEG)/bin/python -m pytest -p no:cacheprovider tests --ignore=tests/test_browser.py
 
