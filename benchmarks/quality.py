@@ -78,6 +78,13 @@ def samples_of(net_G: torch.nn.Module, n: int, seed: int) -> torch.Tensor:
     return train.generate(net_G, n, seed=seed, labels=train.cycled_labels(net_G, n))  # (n, 1, 28, 28)
 
 
+def floor_scores(n: int, seed: int) -> dict[str, float]:
+    """The floor: n random training images, which a generator could have copied, scored like its samples."""
+    train_images, _ = data.load_mnist(train=True)
+    pick = torch.randperm(len(train_images), generator=torch.Generator().manual_seed(seed + 2))[:n]
+    return metrics.evaluate(data.to_unit_range(train_images[pick]).unsqueeze(1), n=n)
+
+
 def pretrained_table(names: list[str], n: int, seed: int) -> None:
     """Score every shipped generator at n against n test digits; print chapter 10's table."""
     t_start = time.perf_counter()
@@ -88,9 +95,7 @@ def pretrained_table(names: list[str], n: int, seed: int) -> None:
         cfg = info["config"]
         recipe = "ema" if cfg.get("ema") else "paper"
         rows.append((name, info["epochs"], info["train_seconds"] / 60, recipe, scores))
-    train_images, _ = data.load_mnist(train=True)
-    pick = torch.randperm(len(train_images), generator=torch.Generator().manual_seed(seed + 2))[:n]
-    floor = metrics.evaluate(data.to_unit_range(train_images[pick]).unsqueeze(1), n=n)
+    floor = floor_scores(n, seed)
     print(f"{'model':>14} {'epochs':>6} {'CPU min':>7} {'recipe':>6} {'FID':>7} {'IS':>5} {'cover':>5} "
           f"{'prec':>5} {'recall':>6}")
     for name, epochs, minutes, recipe, s in sorted(rows, key=lambda r: r[-1]["fid"]):
@@ -138,10 +143,7 @@ def main(argv=None) -> None:
         scores = metrics.evaluate(samples_of(net_G, args.n, args.seed + 1), n=args.n)
         rows.append((model, args.steps, seen, seconds, seen / seconds, scores))
         print(f"  {model}: trained in {seconds:.1f} s, FID {scores['fid']:.2f}", flush=True)
-    # The floor: n training images the generators could have copied, scored like a generator's samples.
-    train_images, _ = data.load_mnist(train=True)
-    pick = torch.randperm(len(train_images), generator=torch.Generator().manual_seed(args.seed + 2))[:args.n]
-    floor = metrics.evaluate(data.to_unit_range(train_images[pick]).unsqueeze(1), n=args.n)
+    floor = floor_scores(args.n, args.seed)
 
     print(f"\n{'model':>14} {'steps':>6} {'images':>8} {'train s':>8} {'img/s':>7} {'FID':>7} {'IS':>5} "
           f"{'cover':>5} {'prec':>5} {'recall':>6}")

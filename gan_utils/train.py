@@ -286,14 +286,14 @@ def _call(net: nn.Module, x: torch.Tensor, labels: Optional[torch.Tensor]) -> to
     return net(x) if labels is None else net(x, labels)
 
 
-def _noise(batch_size: int, latent_dim: int, device: torch.device | str,
-           generator: Optional[torch.Generator]) -> torch.Tensor:
-    """z ~ N(0, I) of shape (B, latent_dim) on `device`, drawn on the generator's own device.
+def _noise(shape: tuple, device: torch.device | str, generator: Optional[torch.Generator],
+           dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """N(0, I) of `shape` on `device` (z, instance noise), drawn on the generator's own device.
 
     A CPU torch.Generator with CUDA nets works (the noise is moved), and gives the same z on every device.
     """
     source = generator.device if generator is not None else device
-    return torch.randn(batch_size, latent_dim, device=source, generator=generator).to(device)
+    return torch.randn(shape, device=source, generator=generator).to(device, dtype)
 
 
 def _eager(net: nn.Module) -> nn.Module:
@@ -311,12 +311,12 @@ def update_D(net_D: nn.Module, net_G: nn.Module, real: torch.Tensor, opt_D: torc
     """One step of D on a real batch and as many fakes; returns (loss_D, D(x) logits, D(G(z)) logits), detached."""
     d_loss_fn, _ = OBJECTIVES[loss]
     B = real.shape[0]  # the last batch of an epoch can be smaller: everything is sized from it
-    z = _noise(B, latent_dim, real.device, generator)  # (B, latent_dim)
+    z = _noise((B, latent_dim), real.device, generator)  # (B, latent_dim)
     with torch.no_grad(), autocast():  # D's step must not update G: no graph through G at all
         fake = _call(net_G, z, labels)  # (B, C, H, W)
     if noise_std > 0:  # instance noise: blur both distributions so that their supports overlap
-        real = real + noise_std * torch.randn(real.shape, device=real.device, generator=generator)
-        fake = fake + noise_std * torch.randn(fake.shape, device=fake.device, generator=generator, dtype=fake.dtype)
+        real = real + noise_std * _noise(real.shape, real.device, generator, real.dtype)
+        fake = fake + noise_std * _noise(fake.shape, fake.device, generator, fake.dtype)
     with autocast():
         real_out = _call(net_D, real, labels).float()  # (B,)
         fake_out = _call(net_D, fake, labels).float()  # (B,)
@@ -347,14 +347,13 @@ def update_G(net_G: nn.Module, net_D: nn.Module, batch_size: int, opt_G: torch.o
     _, g_loss_fn = OBJECTIVES[loss]
     if device is None:
         device = next(net_G.parameters()).device
-    z = _noise(batch_size, latent_dim, device, generator)  # (B, latent_dim)
+    z = _noise((batch_size, latent_dim), device, generator)  # (B, latent_dim)
     net_D.requires_grad_(False)  # G's step must not update D, and need not compute D's weight gradients
     try:
         with autocast():
             fake = _call(net_G, z, labels)  # (B, C, H, W)
             if noise_std > 0:  # D sees the fakes through the same noise as in its own step
-                fake = fake + noise_std * torch.randn(fake.shape, device=fake.device, generator=generator,
-                                                      dtype=fake.dtype)
+                fake = fake + noise_std * _noise(fake.shape, fake.device, generator, fake.dtype)
             fake_out = _call(net_D, fake, labels).float()  # (B,)
         loss_G = g_loss_fn(fake_out)
         opt_G.zero_grad(set_to_none=True)

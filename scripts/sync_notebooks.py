@@ -27,7 +27,8 @@ def setup_cell(url: str | None = None) -> str:
     return (f"{MARKER} (Colab keeps its own torch).\n"
             "import sys\n"
             "if \"google.colab\" in sys.modules:\n"
-            f"    %pip install -q \"gan_utils[metrics] @ git+{url}\"")
+            f"    repo = \"{url}\"\n"  # a line of its own: the %pip line stays inside the text column
+            "    %pip install -q \"gan_utils[metrics] @ git+{repo}\"")
 
 
 def first_code_cell(nb: dict) -> dict | None:

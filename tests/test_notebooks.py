@@ -77,11 +77,10 @@ CODE_COLUMNS = 88  # what the book's text column shows at 1400 px without a side
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
 def test_code_cells_fit_the_column(path):
-    # IPython magics are exempt: the Colab cell's %pip line carries the repository URL (make sync).
     nb = json.loads(path.read_text(encoding="utf-8"))
     too_long = [(number, line) for number, cell in enumerate(nb["cells"]) if cell["cell_type"] == "code"
                 for line in "".join(cell["source"]).splitlines()
-                if len(line) > CODE_COLUMNS and not line.lstrip().startswith(("%", "!"))]
+                if len(line) > CODE_COLUMNS]
     assert not too_long, (f"{path.name}: {len(too_long)} code lines over {CODE_COLUMNS} columns, the first in "
                           f"cell {too_long[0][0]}: {too_long[0][1][:70]}... (wrap it; ruff format helps)")
 
