@@ -73,29 +73,17 @@ def train_one(name: str, steps: int, subset: int, batch_size: int, amp: bool, de
     return net_G, history
 
 
-def samples_of(net_G: torch.nn.Module, n: int, seed: int) -> torch.Tensor:
-    """n samples in [-1, 1] on the CPU; a conditional G draws the digits 0-9 in turn (as the CLI does)."""
-    return train.generate(net_G, n, seed=seed, labels=train.cycled_labels(net_G, n))  # (n, 1, 28, 28)
-
-
-def floor_scores(n: int, seed: int) -> dict[str, float]:
-    """The floor: n random training images, which a generator could have copied, scored like its samples."""
-    train_images, _ = data.load_mnist(train=True)
-    pick = torch.randperm(len(train_images), generator=torch.Generator().manual_seed(seed + 2))[:n]
-    return metrics.evaluate(data.to_unit_range(train_images[pick]).unsqueeze(1), n=n)
-
-
 def pretrained_table(names: list[str], n: int, seed: int) -> None:
     """Score every shipped generator at n against n test digits; print chapter 10's table."""
     t_start = time.perf_counter()
     rows = []
     for name in names:
         net_G, info = train.load_pretrained(name)
-        scores = metrics.evaluate(samples_of(net_G, n, seed), n=n)
+        scores = train.score(net_G, n, seed=seed)  # the book's canonical evaluation
         cfg = info["config"]
         recipe = "ema" if cfg.get("ema") else "paper"
         rows.append((name, info["epochs"], info["train_seconds"] / 60, recipe, scores))
-    floor = floor_scores(n, seed)
+    floor = metrics.real_floor(n, seed=seed)
     print(f"{'model':>14} {'epochs':>6} {'CPU min':>7} {'recipe':>6} {'FID':>7} {'IS':>5} {'cover':>5} "
           f"{'prec':>5} {'recall':>6}")
     for name, epochs, minutes, recipe, s in sorted(rows, key=lambda r: r[-1]["fid"]):
@@ -140,10 +128,10 @@ def main(argv=None) -> None:
         net_G, history = train_one(model, args.steps, subset, args.batch_size, args.amp, device, args.seed)
         seconds = sum(history.epoch_time)
         seen = round(history.img_per_s[-1] * history.epoch_time[-1])  # real images through D
-        scores = metrics.evaluate(samples_of(net_G, args.n, args.seed + 1), n=args.n)
+        scores = train.score(net_G, args.n, seed=args.seed + 1)
         rows.append((model, args.steps, seen, seconds, seen / seconds, scores))
         print(f"  {model}: trained in {seconds:.1f} s, FID {scores['fid']:.2f}", flush=True)
-    floor = floor_scores(args.n, args.seed)
+    floor = metrics.real_floor(args.n, seed=args.seed)
 
     print(f"\n{'model':>14} {'steps':>6} {'images':>8} {'train s':>8} {'img/s':>7} {'FID':>7} {'IS':>5} "
           f"{'cover':>5} {'prec':>5} {'recall':>6}")

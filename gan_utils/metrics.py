@@ -38,7 +38,7 @@ __all__ = [
     "MNISTClassifier", "ClassifierFeatures", "load_classifier", "classifier_features", "class_probabilities",
     "classifier_outputs", "predict", "gaussian_stats", "frechet_distance", "fid", "fid_from_features",
     "fid_torchmetrics", "inception_score", "inception_score_from_probs", "class_histogram", "class_coverage",
-    "precision_recall", "reference_images", "evaluate",
+    "precision_recall", "reference_images", "training_images", "real_floor", "evaluate",
     "high_quality_fraction", "modes_covered", "ASSET_PATH",
 ]
 
@@ -388,6 +388,24 @@ def reference_images(n: int = 10_000, seed: int = 0) -> torch.Tensor:
         raise ValueError(f"n must be an int in [2, {len(images)}], got {n!r}")
     order = torch.randperm(len(images), generator=torch.Generator().manual_seed(seed))[:n]
     return data.to_unit_range(images[order]).unsqueeze(1)
+
+
+def training_images(n: int = 10_000, seed: int = 0) -> torch.Tensor:
+    """n random MNIST training images in [-1, 1], (n, 1, 28, 28): what a G that copied its data would draw."""
+    images, _ = data.load_mnist(train=True)
+    if not isinstance(n, int) or not 2 <= n <= len(images):
+        raise ValueError(f"n must be an int in [2, {len(images)}], got {n!r}")
+    order = torch.randperm(len(images), generator=torch.Generator().manual_seed(seed))[:n]
+    return data.to_unit_range(images[order]).unsqueeze(1)
+
+
+def real_floor(n: int = 10_000, seed: int = 0) -> dict[str, float]:
+    """The floor: `evaluate` of n real training digits, the best scores a generator can expect at this n.
+
+    With `train.score(net_G, n, seed=0)` this is the book's one canonical evaluation (n = 10,000, seed 0):
+    every page that scores a shipped generator or the floor uses it, so the same model gets the same numbers.
+    """
+    return evaluate(training_images(n, seed), n=n)
 
 
 @functools.lru_cache(maxsize=2)

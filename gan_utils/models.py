@@ -182,10 +182,13 @@ class DCGANGenerator(nn.Module):
             nn.Tanh(),
         )
 
-    def forward(self, z: torch.Tensor, labels: Optional[torch.Tensor] = None) -> torch.Tensor:
+    def forward(
+        self, z: torch.Tensor, labels: Optional[torch.Tensor] = None
+    ) -> torch.Tensor:
         _check_latent(z, self.latent_dim)
         if self.num_classes is not None:
-            z = torch.cat([z, self.embed(_check_labels(labels, z.shape[0], self.num_classes))], dim=1)
+            y = _check_labels(labels, z.shape[0], self.num_classes)  # (B,)
+            z = torch.cat([z, self.embed(y)], dim=1)  # (B, latent_dim + embed_dim)
         elif labels is not None:
             raise ValueError("this generator is unconditional: call it without labels")
         return self.net(z[:, :, None, None])  # (B, C, H, W)
@@ -217,12 +220,15 @@ class DCGANDiscriminator(nn.Module):
         if num_classes is not None:
             self.embed = nn.Embedding(num_classes, feat)
 
-    def forward(self, x: torch.Tensor, labels: Optional[torch.Tensor] = None) -> torch.Tensor:
+    def forward(
+        self, x: torch.Tensor, labels: Optional[torch.Tensor] = None
+    ) -> torch.Tensor:
         _check_images(x, self.img_shape)
         h = self.features(x)  # (B, feat)
         out = self.head(h).view(-1)  # (B,)
         if self.num_classes is not None:
-            out = out + (self.embed(_check_labels(labels, x.shape[0], self.num_classes)) * h).sum(dim=1)
+            y = _check_labels(labels, x.shape[0], self.num_classes)  # (B,)
+            out = out + (self.embed(y) * h).sum(dim=1)  # projection D: + <embed(y), h>
         elif labels is not None:
             raise ValueError("this discriminator is unconditional: call it without labels")
         return out

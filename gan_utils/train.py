@@ -302,28 +302,44 @@ def _eager(net: nn.Module) -> nn.Module:
     return getattr(net, "_orig_mod", net)
 
 
-def update_D(net_D: nn.Module, net_G: nn.Module, real: torch.Tensor, opt_D: torch.optim.Optimizer, *,
-             latent_dim: int, loss: str = "nonsaturating", labels: Optional[torch.Tensor] = None,
-             gp_weight: float = 10.0, clip_value: float = 0.0, generator: Optional[torch.Generator] = None,
-             autocast: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext,
-             label_smoothing: float = 0.0, noise_std: float = 0.0,
-             ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """One step of D on a real batch and as many fakes; returns (loss_D, D(x) logits, D(G(z)) logits), detached."""
+def _add_noise(x: torch.Tensor, std: float, generator: Optional[torch.Generator]) -> torch.Tensor:
+    """x plus Gaussian noise of the given std, drawn like z (instance noise)."""
+    return x + std * _noise(x.shape, x.device, generator, x.dtype)
+
+
+def update_D(
+    net_D: nn.Module, net_G: nn.Module, real: torch.Tensor,
+    opt_D: torch.optim.Optimizer, *,
+    latent_dim: int, loss: str = "nonsaturating", labels: Optional[torch.Tensor] = None,
+    gp_weight: float = 10.0, clip_value: float = 0.0,
+    generator: Optional[torch.Generator] = None,
+    autocast: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext,
+    label_smoothing: float = 0.0, noise_std: float = 0.0,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """One step of D on a real batch and as many fakes.
+
+    Returns (loss_D, D(x) logits, D(G(z)) logits), detached.
+    """
     d_loss_fn, _ = OBJECTIVES[loss]
-    B = real.shape[0]  # the last batch of an epoch can be smaller: everything is sized from it
+    B = real.shape[0]  # the last batch can be smaller: size everything from it
     z = _noise((B, latent_dim), real.device, generator)  # (B, latent_dim)
-    with torch.no_grad(), autocast():  # D's step must not update G: no graph through G at all
+    with torch.no_grad(), autocast():  # D's step must not update G: no graph through G
         fake = _call(net_G, z, labels)  # (B, C, H, W)
-    if noise_std > 0:  # instance noise: blur both distributions so that their supports overlap
-        real = real + noise_std * _noise(real.shape, real.device, generator, real.dtype)
-        fake = fake + noise_std * _noise(fake.shape, fake.device, generator, fake.dtype)
+    if noise_std > 0:  # instance noise: blur both so that their supports overlap
+        real = _add_noise(real, noise_std, generator)
+        fake = _add_noise(fake, noise_std, generator)
     with autocast():
         real_out = _call(net_D, real, labels).float()  # (B,)
         fake_out = _call(net_D, fake, labels).float()  # (B,)
-    loss_D = d_loss_fn(real_out, fake_out, label_smoothing) if label_smoothing else d_loss_fn(real_out, fake_out)
+    if label_smoothing:
+        loss_D = d_loss_fn(real_out, fake_out, label_smoothing)
+    else:
+        loss_D = d_loss_fn(real_out, fake_out)
     if loss == "wgan-gp":
-        loss_D = loss_D + gp_weight * losses.gradient_penalty(
-            (lambda x: _call(_eager(net_D), x, labels)), real, fake.to(real.dtype), generator=generator)
+        critic = lambda x: _call(_eager(net_D), x, labels)  # noqa: E731
+        fake = fake.to(real.dtype)
+        gp = losses.gradient_penalty(critic, real, fake, generator=generator)
+        loss_D = loss_D + gp_weight * gp
     opt_D.zero_grad(set_to_none=True)
     loss_D.backward()
     opt_D.step()
@@ -334,26 +350,30 @@ def update_D(net_D: nn.Module, net_G: nn.Module, real: torch.Tensor, opt_D: torc
     return loss_D.detach(), real_out.detach(), fake_out.detach()
 
 
-def update_G(net_G: nn.Module, net_D: nn.Module, batch_size: int, opt_G: torch.optim.Optimizer, *,
-             latent_dim: int, loss: str = "nonsaturating", labels: Optional[torch.Tensor] = None,
-             generator: Optional[torch.Generator] = None, device: torch.device | str | None = None,
-             autocast: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext,
-             noise_std: float = 0.0,
-             ) -> torch.Tensor:
-    """One step of G on fresh noise (G descends its own loss; nobody ascends); returns loss_G, detached.
+def update_G(
+    net_G: nn.Module, net_D: nn.Module, batch_size: int,
+    opt_G: torch.optim.Optimizer, *,
+    latent_dim: int, loss: str = "nonsaturating", labels: Optional[torch.Tensor] = None,
+    generator: Optional[torch.Generator] = None,
+    device: torch.device | str | None = None,
+    autocast: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext,
+    noise_std: float = 0.0,
+) -> torch.Tensor:
+    """One step of G on fresh noise (G descends its own loss; nobody ascends).
 
-    The noise goes to `device`, by default the device of G's weights.
+    Returns loss_G, detached. The noise goes to `device` (default: G's device).
     """
     _, g_loss_fn = OBJECTIVES[loss]
     if device is None:
         device = next(net_G.parameters()).device
     z = _noise((batch_size, latent_dim), device, generator)  # (B, latent_dim)
-    net_D.requires_grad_(False)  # G's step must not update D, and need not compute D's weight gradients
+    # G's step must not update D, and need not compute D's weight gradients
+    net_D.requires_grad_(False)
     try:
         with autocast():
             fake = _call(net_G, z, labels)  # (B, C, H, W)
-            if noise_std > 0:  # D sees the fakes through the same noise as in its own step
-                fake = fake + noise_std * _noise(fake.shape, fake.device, generator, fake.dtype)
+            if noise_std > 0:  # D sees the fakes through the noise of its own step
+                fake = _add_noise(fake, noise_std, generator)
             fake_out = _call(net_D, fake, labels).float()  # (B,)
         loss_G = g_loss_fn(fake_out)
         opt_G.zero_grad(set_to_none=True)

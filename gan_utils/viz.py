@@ -173,3 +173,23 @@ def table(rows: Sequence[dict], columns: dict, caption: str = ""):
         cells = [(fmt or "{}").format(row[key]) if row.get(key) is not None else "" for key, (_, fmt) in columns.items()]
         lines.append("| " + " | ".join(cells) + " |")
     return Markdown((f"**{caption}**\n\n" if caption else "") + "\n".join(lines))
+
+
+def source(*objs, width: int = 88):
+    """The source code of each obj as one highlighted Python block, where `print(inspect.getsource(obj))`
+    would give plain text. Lines wider than `width` would scroll sideways on the page: a ValueError says which."""
+    import inspect
+    import textwrap
+    from IPython.display import Markdown
+    if not objs:
+        raise ValueError("source needs at least one function, class or module, e.g. viz.source(train.update_D)")
+    blocks = []
+    for obj in objs:
+        code = textwrap.dedent(inspect.getsource(obj)).rstrip()
+        wide = [n for n, line in enumerate(code.splitlines(), 1) if len(line) > width]
+        if wide:
+            raise ValueError(f"{getattr(obj, '__qualname__', obj)}: lines {wide} are wider than {width} "
+                             "columns; wrap them in the source, or pass a larger width")
+        name = f"{getattr(obj, '__module__', '')}.{getattr(obj, '__qualname__', '')}".strip(".")
+        blocks.append(f"# {name}\n{code}" if name else code)  # which object, when several are shown
+    return Markdown("```python\n" + "\n\n\n".join(blocks) + "\n```")

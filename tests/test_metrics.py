@@ -243,3 +243,16 @@ def test_bad_inputs_raise_clear_errors(test_set, classifier):
         metrics.inception_score(images[:5], classifier, splits=10)
     # (N, 28, 28) is accepted as a single-channel batch
     assert metrics.classifier_features(images[:, 0], classifier).shape == (10, 128)
+
+
+def test_the_canonical_floor_is_seeded_real_training_digits():
+    a, b = metrics.training_images(300, seed=0), metrics.training_images(300, seed=0)
+    assert a.shape == (300, 1, 28, 28) and a.min() >= -1 and a.max() <= 1
+    torch.testing.assert_close(a, b)  # the same seed, the same digits: one floor for every page
+    assert not torch.equal(a, metrics.training_images(300, seed=1))
+    floor = metrics.real_floor(300, seed=0)
+    assert floor == metrics.evaluate(a, n=300)
+    # real against real: about 35 at n = 300 (FID's small-sample bias), every class present
+    assert floor["fid"] < 60 and floor["coverage"] == 1.0
+    with pytest.raises(ValueError, match="n must be an int"):
+        metrics.training_images(1)

@@ -1,4 +1,5 @@
 """Figures: grids from either pixel range, NaN-aware smoothing, curves and animations that render."""
+import pytest
 import math
 
 import matplotlib
@@ -62,3 +63,28 @@ def test_inline_figures_are_retina():
     finally:
         InteractiveShell.clear_instance()
         plt.close("all")
+
+
+def test_source_is_a_highlighted_block_that_fits_the_column():
+    from gan_utils import models
+
+    block = viz.source(train.update_D).data
+    assert block.startswith("```python\n# gan_utils.train.update_D\ndef update_D(")
+    assert block.endswith("\n```")
+    # a method's source loses its class indentation, so the block starts at column 0
+    method = viz.source(models.MLPGenerator.forward).data
+    assert method.startswith("```python\n# gan_utils.models.MLPGenerator.forward\ndef forward(")
+    assert all(len(line) <= 88 for line in block.splitlines())
+    both = viz.source(train.update_D, train.update_G).data  # one block: one output box on the page
+    assert both.count("```") == 2 and "def update_D(" in both and "def update_G(" in both
+
+
+def test_source_refuses_lines_that_would_scroll_sideways():
+    def wide():
+        return "................................................................................"
+
+    with pytest.raises(ValueError, match=r"wide: lines \[2\] are wider than 60 columns"):
+        viz.source(wide, width=60)
+    with pytest.raises(ValueError, match="at least one"):
+        viz.source()
+    assert "wide" in viz.source(wide, width=100).data
