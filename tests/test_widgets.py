@@ -270,7 +270,8 @@ def test_dashboard_on_a_toy_run_draws_curves_only():
 def test_dashboard_before_training_shows_no_picture():
     dashboard = widgets.TrainingDashboard()
     assert "no epoch" in dashboard.snapshot().texts[0].get_text()
-    assert "image/png" not in dashboard._repr_mimebundle_()  # a static page shows the text, not an empty plot
+    bundle, _ = dashboard._repr_mimebundle_()
+    assert "image/png" not in bundle  # a static page shows the text, not an empty plot
 
 
 # --- display: live view plus a static picture --------------------------------------------------------
@@ -278,13 +279,16 @@ def test_dashboard_before_training_shows_no_picture():
 def test_mimebundle_holds_the_widget_view_and_a_png(net_G, monkeypatch):
     explorer = widgets.LatentExplorer(net_G, num_directions=2)
     assert isinstance(explorer.widget, ipywidgets.Box)
-    bundle = explorer._repr_mimebundle_()
+    bundle, metadata = explorer._repr_mimebundle_()
     view = bundle[widgets.WIDGET_VIEW_MIMETYPE]
     assert view["model_id"] == explorer.widget.model_id and view["version_major"] == 2
-    assert base64.b64decode(bundle["image/png"]).startswith(PNG_SIGNATURE)
+    png = base64.b64decode(bundle["image/png"])
+    assert png.startswith(PNG_SIGNATURE)
+    # a retina picture: twice the pixels of the width it is shown at, so it stays sharp in the book
+    assert abs(int.from_bytes(png[16:20], "big") - 2 * metadata["image/png"]["width"]) <= 1
     assert "text/plain" in bundle
     monkeypatch.setitem(sys.modules, "google.colab", object())  # Colab: widgets always live, no picture
-    assert "image/png" not in explorer._repr_mimebundle_()
+    assert "image/png" not in explorer._repr_mimebundle_()[0]
 
 
 # --- only what ipywidgets 7.7 (Colab) also has -------------------------------------------------------
