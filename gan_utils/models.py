@@ -63,10 +63,13 @@ class MLPDiscriminator(nn.Module):
 
 
 class ConvGenerator(nn.Module):
-    """The article's conv G (section 4): Linear -> BN -> reshape (256, s/4, s/4) -> ConvT -> (128, s/2, s/2)
+    """The book's conv G: the article's (section 4) with DCGAN's rules applied (`ArticleConvGenerator` is
+    the article's as written). Linear -> BN -> ReLU -> reshape (256, s/4, s/4) -> ConvT -> (128, s/2, s/2)
     -> BN -> ReLU -> ConvT -> (C, s, s) -> Tanh. For MNIST s = 28: 7x7x256 -> 14x14x128 -> 28x28x1.
 
-    Any image size divisible by 4 works (28, 32, 64 ...): the start grid is derived from it.
+    Where it departs from the article: ReLU (not Tanh) after the projection, no BatchNorm before the
+    output Tanh, and ConvTranspose2d where the article writes Conv2d (which cannot upsample). Any image
+    size divisible by 4 works (28, 32, 64 ...): the start grid is derived from it.
     """
 
     def __init__(self, latent_dim: int = 100, img_shape: Sequence[int] = (1, 28, 28)):
