@@ -15,7 +15,7 @@ import math
 import os
 import sys
 import time
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Callable, Optional
 
@@ -101,6 +101,9 @@ class TrainConfig:
     eval_every: int = 0           # score FID every N epochs (and after the last); 0 = never
     eval_n: int = 2000            # samples per FID score (compare scores only at the same n)
     progress: bool = True         # tqdm bars (quiet in tests)
+    data: str = ""                # what it trained on, for the record: "mnist", a folder, a torchvision name
+    image_size: Optional[int] = None  # side of the square images; None: whatever the nets make (filled in by fit)
+    channels: Optional[int] = None    # 1 grey or 3 colour; None: whatever the nets make (filled in by fit)
 
     def validate(self) -> "TrainConfig":
         def need(ok: bool, msg: str) -> None:
@@ -128,6 +131,12 @@ class TrainConfig:
         need(self.instance_noise >= 0, f"instance_noise must be >= 0 (0 = off), got {self.instance_noise!r}")
         need(isinstance(self.eval_every, int) and self.eval_every >= 0, f"eval_every must be an int >= 0 (0 = off), got {self.eval_every!r}")
         need(isinstance(self.eval_n, int) and 2 <= self.eval_n <= 10_000, f"eval_n must be an int in [2, 10000] (the test set's size), got {self.eval_n!r}")
+        need(self.image_size is None or (isinstance(self.image_size, int) and self.image_size >= 4),
+             f"image_size must be an int >= 4 (e.g. 28, 32, 64) or None, got {self.image_size!r}")
+        need(self.channels in (None, 1, 3), f"channels must be 1 (grey), 3 (colour) or None, got {self.channels!r}")
+        need(not self.eval_every or self.data in ("", "mnist"),
+             f"eval_every scores FID with the book's MNIST classifier, not on {self.data!r}: set eval_every=0 "
+             "(CLI: --eval-every 0)")
         return self
 
     @classmethod
@@ -441,6 +450,17 @@ class History:
 
 # --- the loop ---------------------------------------------------------------------------------------
 
+def _with_image_shape(cfg: TrainConfig, net_D: nn.Module) -> TrainConfig:
+    """cfg with image_size and channels of the images net_D reads (what a checkpoint must record to rebuild G)."""
+    shape = tuple(getattr(net_D, "img_shape", ()))
+    if len(shape) != 3 or shape[1] != shape[2]:
+        return cfg  # toy points or a non-square net: nothing to record
+    if (cfg.channels, cfg.image_size) not in ((None, None), shape[:2]):
+        raise ValueError(f"the config says {cfg.channels or '?'}x{cfg.image_size or '?'}x{cfg.image_size or '?'} "
+                         f"images but net_D reads {'x'.join(map(str, shape))}: build both at one size")
+    return replace(cfg, channels=shape[0], image_size=shape[1])
+
+
 def _check_nets(net_G: nn.Module, net_D: nn.Module, cfg: TrainConfig) -> None:
     if cfg.eval_every and tuple(getattr(net_G, "img_shape", ())) != (1, 28, 28):
         raise ValueError("eval_every scores FID with the book's MNIST classifier, which reads 1x28x28 images; "
@@ -557,7 +577,7 @@ def _split_batch(batch) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
 def _fit(net_G: nn.Module, net_D: nn.Module, loader, cfg: TrainConfig, *, out_dir: Optional[Path], resume: bool,
          on_epoch_end: Optional[Callable[[int, History], None]], fixed_labels: Optional[torch.Tensor],
          allow_changes: bool) -> History:
-    cfg.validate()
+    cfg = _with_image_shape(cfg.validate(), net_D)
     _check_nets(net_G, net_D, cfg)
     device = pick_device(cfg.device)
     conditional = getattr(net_G, "num_classes", None) is not None
@@ -585,6 +605,8 @@ def _fit(net_G: nn.Module, net_D: nn.Module, loader, cfg: TrainConfig, *, out_di
         if ckpt_path.exists():
             # On the CPU first, whatever device wrote it: load_state_dict copies onto this run's device.
             state = load_checkpoint(ckpt_path, map_location="cpu")
+            if not cfg.data:  # the API need not say what it trains on: the record of the run stays
+                cfg = replace(cfg, data=state["config"].get("data", ""))
             changes = checkpoints.config_changes(state["config"], asdict(cfg))
             stored_n, n = state.get("data", {}).get("num_images"), _num_images(loader)
             if stored_n is not None and n is not None and stored_n != n:

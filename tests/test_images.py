@@ -7,33 +7,6 @@ from PIL import Image
 from gan_utils import data, images, models, train
 
 
-def _write_digits(folder, digits, classes=None, colour=False, size=None):
-    """PNG files of real MNIST digits: in class sub-folders when `classes` is given, else flat in `folder`.
-
-    colour=True stacks three different digits as R, G, B; size=(w, h) stretches them to a non-square shape.
-    """
-    for i, digit in enumerate(digits):
-        sub = folder / str(classes[i]) if classes is not None else folder
-        sub.mkdir(parents=True, exist_ok=True)
-        pixels = digit.numpy()
-        if colour:
-            others = [digits[(i + j) % len(digits)].numpy() for j in (1, 2)]
-            pixels = np.stack([pixels, *others], -1)  # (H, W, 3): three real digits as R, G, B
-        image = Image.fromarray(pixels)
-        if size is not None:
-            image = image.resize(size, Image.Resampling.BILINEAR)
-        image.save(sub / f"img_{i:03d}.png")
-    return folder
-
-
-@pytest.fixture()
-def digit_folder(tmp_path, mnist_train):
-    """20 colour PNGs of real digits, 40x30 pixels (not square), in two class sub-folders."""
-    digits, labels = mnist_train
-    return _write_digits(tmp_path / "digits", list(digits[:20]), classes=[int(y) % 2 for y in labels[:20]],
-                         colour=True, size=(40, 30))
-
-
 def test_folder_with_class_subfolders_in_memory(digit_folder, mnist_train):
     loader = images.image_loader(digit_folder, image_size=32, channels=3, batch_size=8, shuffle=False,
                                  num_workers=0)
@@ -46,8 +19,8 @@ def test_folder_with_class_subfolders_in_memory(digit_folder, mnist_train):
     assert y.tolist() == files.labels[:8]
 
 
-def test_flat_folder_is_one_class(tmp_path, mnist_train):
-    folder = _write_digits(tmp_path / "flat", list(mnist_train[0][:5]))
+def test_flat_folder_is_one_class(tmp_path, mnist_train, write_digits):
+    folder = write_digits(tmp_path / "flat", list(mnist_train[0][:5]))
     loader = images.image_loader(folder, image_size=28, channels=1, batch_size=5, num_workers=0)
     x, y = next(iter(loader))
     assert x.shape == (5, 1, 28, 28) and y.tolist() == [0] * 5
@@ -113,8 +86,8 @@ def test_empty_folder(tmp_path):
 
 
 @pytest.mark.parametrize("in_memory", [True, False])
-def test_unreadable_images_are_named(tmp_path, mnist_train, in_memory):
-    folder = _write_digits(tmp_path / "digits", list(mnist_train[0][:4]))
+def test_unreadable_images_are_named(tmp_path, mnist_train, write_digits, in_memory):
+    folder = write_digits(tmp_path / "digits", list(mnist_train[0][:4]))
     (folder / "not_an_image.png").write_text("hello")
     with pytest.raises(data.DataError, match=r"cannot read .*not_an_image\.png as an image"):
         list(images.image_loader(folder, image_size=28, channels=1, in_memory=in_memory, num_workers=0))
