@@ -137,6 +137,9 @@ def test_train_on_a_folder_of_colour_images_then_sample_resume_and_refuse_fid(di
     assert main(["sample", "--run", str(out), "--n", "6", "--out", str(tmp_path / "g.png")]) == 0
     assert main(["evaluate", "--run", str(out), "--n", "100"]) == 2
     assert "MNIST classifier" in capsys.readouterr().err
+    assert main(["export", "--run", str(out), "--name", "dcgan", "--out", str(tmp_path / "g.pt")]) == 0
+    net_G, info = checkpoints.load_generator_file(tmp_path / "g.pt")  # rebuilt at the recorded size
+    assert net_G.img_shape == (3, 32, 32) and info["config"]["data"] == str(digit_folder.resolve())
     # --data, --image-size and --channels are stored: a resume needs none of them
     assert main(["train", "--out", str(out), "--epochs", "2", "--resume", "--quiet"]) == 0
     assert train.load_checkpoint(out)["epoch"] == 2

@@ -60,6 +60,24 @@ def test_resize_then_center_crop():
     assert abs(int(small[0, 8, 8]) - round(200 * 0.299 + 100 * 0.587 + 50 * 0.114)) <= 1
 
 
+def test_mixed_sizes_modes_and_formats_become_one_shape(tmp_path, mnist_train):
+    """Grey PNG, RGBA PNG, palette GIF and JPEG files of different sizes: all (3, 32, 32) after resize and crop."""
+    digits = mnist_train[0][:4].numpy()
+    folder = tmp_path / "mixed"
+    folder.mkdir()
+    Image.fromarray(digits[0]).save(folder / "grey.png")  # 28x28, mode L
+    Image.fromarray(np.stack([digits[1]] * 3 + [np.full((28, 28), 255, np.uint8)], -1)).resize((70, 50)).save(
+        folder / "rgba.png")  # 70x50, mode RGBA
+    Image.fromarray(digits[2]).convert("P").resize((20, 44)).save(folder / "palette.gif")  # 20x44, mode P
+    Image.fromarray(np.stack([digits[3]] * 3, -1)).resize((100, 100)).save(folder / "photo.JPG", quality=95)
+    loader = images.image_loader(folder, image_size=32, channels=3, batch_size=4, shuffle=False, num_workers=0)
+    x, y = next(iter(loader))
+    assert x.shape == (4, 3, 32, 32) and y.tolist() == [0] * 4 and -1 <= x.min() and x.max() <= 1
+    names = [f.name for f in images.ImageFiles(folder).files]
+    assert names == ["grey.png", "palette.gif", "photo.JPG", "rgba.png"]  # sorted, upper-case suffix included
+    assert torch.equal(x[0, 0], x[0, 1]) and torch.equal(x[0, 1], x[0, 2])  # a grey file: three equal channels
+
+
 def test_a_torchvision_set_by_name(mnist_train):
     loader = images.image_loader("mnist", image_size=32, channels=1, subset=10, batch_size=10, shuffle=False,
                                  num_workers=0)
