@@ -38,6 +38,16 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {value}")
+    return value
+
+
 def _positive_float(text: str) -> float:
     try:
         value = float(text)
@@ -83,7 +93,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--image-size", type=_positive_int, default=None,
                    help="side of the square images: 28 (MNIST's), 32 or 64 for the DCGAN family (default: the data's)")
     p.add_argument("--channels", type=int, choices=(1, 3), default=None, help="1 grey, 3 colour (default: the data's)")
-    p.add_argument("--workers", type=int, default=None,
+    p.add_argument("--workers", type=_non_negative_int, default=None,
                    help="decoding processes when the images do not fit in memory and stream from disk")
     p.add_argument("--model", default=None, help=f"one of: {', '.join(models.BUILDERS)} (default: mlp)")
     p.add_argument("--epochs", type=_positive_int, default=10, help="total epochs, counting those already done")
@@ -292,18 +302,13 @@ def _data_name(text: str | None) -> str | None:
     return str(Path(text).resolve()) if Path(text).is_dir() else text.lower()
 
 
-# Sizes and channels of the data sets by name; a folder and the others default to 64x64 colour (DCGAN's).
-DATA_SHAPES = {"mnist": (28, 1), "fashion-mnist": (28, 1), "kmnist": (28, 1), "cifar10": (32, 3), "cifar100": (32, 3),
-               "svhn": (32, 3)}
-
-
 def _with_data_shape(cfg: train.TrainConfig, explicit: bool) -> train.TrainConfig:
     """cfg with data, image_size and channels filled in (runs from before they were recorded: MNIST at 28).
 
     The book's FID reads MNIST digits: for other data the recipe's eval_every is turned off unless given.
     """
     cfg.data = cfg.data or "mnist"
-    size, channels = DATA_SHAPES.get(cfg.data.lower(), (64, 3))
+    size, channels = images.native_shape(cfg.data)
     cfg.image_size, cfg.channels = cfg.image_size or size, cfg.channels or channels
     if not explicit and (cfg.data != "mnist" or (cfg.image_size, cfg.channels) != (28, 1)):
         cfg.eval_every = 0

@@ -9,7 +9,9 @@ How a run of N processes relates to one process (`train.fit` does the same with 
 - Noise. Every rank seeds one generator per epoch from (seed, epoch), as one process does, draws the
   noise of the whole global batch (z, instance noise) and keeps its rows (ShardedGenerator). So the N
   processes see the images and the noise one process would see, and stay in step without messages.
-  (WGAN-GP's interpolation weights are drawn per rank from the same stream: those alone are not sliced.)
+  WGAN-GP's interpolation weights are the exception: each rank draws B / N of them from the shared stream,
+  so from the first penalty on such a run follows another random stream than one process would (the same
+  in distribution, and still identical on every rank).
 - Writing. Rank 0 alone takes the run folder's lock and writes checkpoints (atomically), best.pt, logs
   and samples; every rank reads the checkpoint to resume, which is therefore exact (weights, optimizer
   moments, epoch and step; the data order and noise follow from (seed, epoch)). Several machines need the

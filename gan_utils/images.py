@@ -24,17 +24,25 @@ from .data import DataError
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp", ".gif")
 # The fast path's limit: decoded uint8 pixels up to 2 GiB (CelebA at 64x64x3 is 2.4 GB: it streams).
 IN_MEMORY_BYTES = 2 * 1024 ** 3
-# torchvision data sets by the names of the command line: (class, arguments that select the training split).
+# torchvision data sets by the names of the command line: (class, arguments that select the training split,
+# (side, channels) of its images: the default size and channel count of a run on it).
 TORCHVISION_SETS = {
-    "mnist": ("MNIST", {"train": True}),
-    "fashion-mnist": ("FashionMNIST", {"train": True}),
-    "kmnist": ("KMNIST", {"train": True}),
-    "cifar10": ("CIFAR10", {"train": True}),
-    "cifar100": ("CIFAR100", {"train": True}),
-    "svhn": ("SVHN", {"split": "train"}),
-    "stl10": ("STL10", {"split": "train+unlabeled"}),
-    "celeba": ("CelebA", {"split": "train", "target_type": "identity"}),
+    "mnist": ("MNIST", {"train": True}, (28, 1)),
+    "fashion-mnist": ("FashionMNIST", {"train": True}, (28, 1)),
+    "kmnist": ("KMNIST", {"train": True}, (28, 1)),
+    "cifar10": ("CIFAR10", {"train": True}, (32, 3)),
+    "cifar100": ("CIFAR100", {"train": True}, (32, 3)),
+    "svhn": ("SVHN", {"split": "train"}, (32, 3)),
+    "stl10": ("STL10", {"split": "train+unlabeled"}, (64, 3)),  # 96x96, resized to DCGAN's 64
+    "celeba": ("CelebA", {"split": "train", "target_type": "identity"}, (64, 3)),  # 178x218, cropped to 64 by DCGAN
 }
+FOLDER_SHAPE = (64, 3)  # a folder of your own pictures: 64x64 colour, DCGAN's size
+
+
+def native_shape(source: Path | str) -> tuple[int, int]:
+    """(side, channels) a run on `source` defaults to: the data set's own, FOLDER_SHAPE for a folder."""
+    entry = TORCHVISION_SETS.get(str(source).lower())
+    return entry[2] if entry is not None and not Path(source).is_dir() else FOLDER_SHAPE
 
 
 def default_workers() -> int:
@@ -123,7 +131,7 @@ class SquareImages(Dataset):
 def torchvision_set(name: str, root: Path | str | None = None) -> Dataset:
     """The training split of a torchvision data set by name (see TORCHVISION_SETS), downloaded if needed."""
     import torchvision
-    class_name, split = TORCHVISION_SETS[name]
+    class_name, split, _ = TORCHVISION_SETS[name]
     root = Path(root) if root is not None else data.default_root()
     cls = getattr(torchvision.datasets, class_name)
     if name == "mnist":

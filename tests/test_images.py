@@ -164,3 +164,9 @@ def test_in_memory_path_holds_the_pixels_on_the_gpu(digit_folder):
     assert loader.images.is_cuda and loader.images.dtype == torch.uint8
     x, _ = next(iter(loader))
     assert x.is_cuda and x.dtype == torch.float32
+
+
+def test_default_shapes_follow_the_data(digit_folder):
+    assert images.native_shape("mnist") == (28, 1) and images.native_shape("CIFAR10") == (32, 3)
+    assert images.native_shape(digit_folder) == images.FOLDER_SHAPE == (64, 3)
+    assert set(images.TORCHVISION_SETS) >= {"mnist", "fashion-mnist", "cifar10", "celeba"}
