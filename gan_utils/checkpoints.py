@@ -234,14 +234,20 @@ def load_weights(net, weights: dict, source: Path | str, what: str, load=None) -
                               "build the same model the run was trained with, or start a new run") from None
 
 
+def image_shape(config: dict) -> tuple[int, int, int]:
+    """(C, H, W) of the images a run's config describes; (1, 28, 28) for runs from before other sizes."""
+    size = config.get("image_size") or 28
+    return (config.get("channels") or 1, size, size)
+
+
 def _build_generator(model: str, latent_dim: int, state_dict: dict, source: Path | str,
-                     device: str | torch.device = "cpu") -> nn.Module:
+                     device: str | torch.device = "cpu", img_shape: tuple = (1, 28, 28)) -> nn.Module:
     """net_G of a model name with the given weights, in eval mode, on `device`."""
     from . import models
     if model not in models.BUILDERS:
         raise CheckpointError(f"{source} was trained with model {model!r}, which this version of "
                               f"gan_utils does not know (known: {', '.join(models.BUILDERS)})")
-    net_G, _ = models.build(model, latent_dim)
+    net_G, _ = models.build(model, latent_dim, img_shape)
     load_weights(net_G, state_dict, source, f"{model} generator")
     return net_G.to(device).eval()
 
@@ -266,7 +272,9 @@ def load_generator(path: Path | str, map_location: str | torch.device = "cpu", w
         return net_G, info["config"]
     state = load_checkpoint(path, map_location="cpu")  # whatever device wrote it; the net moves at the end
     cfg = state["config"]
-    return _build_generator(cfg.get("model"), cfg["latent_dim"], _run_weights(state), path, map_location), cfg
+    net_G = _build_generator(cfg.get("model"), cfg["latent_dim"], _run_weights(state), path, map_location,
+                             image_shape(cfg))
+    return net_G, cfg
 
 
 # --- generator files: best.pt of a run, and the pretrained generators shipped with the package ----------
@@ -295,7 +303,8 @@ def load_generator_file(path: Path | str, map_location: str | torch.device = "cp
                        foreign="{path} is not a gan_utils generator file")
     weights = {k: v.float() if v.is_floating_point() else v for k, v in state["state_dict"].items()}
     info = {k: v for k, v in state.items() if k != "state_dict"}
-    return _build_generator(state["model"], state["latent_dim"], weights, path, map_location), info
+    shape = image_shape(state.get("config") or {})
+    return _build_generator(state["model"], state["latent_dim"], weights, path, map_location, shape), info
 
 
 def export_generator(run: Path | str, path: Path | str, which: str = "best", *, force: bool = False) -> Path:
@@ -315,7 +324,7 @@ def export_generator(run: Path | str, path: Path | str, which: str = "best", *, 
     info = {"epochs": int(state["epoch"]), "device": history.get("device", ""),
             "evals": history.get("evals", torch.empty(0, 6))}  # the FID curve: rows of train.EVAL_KEYS
     weights = _run_weights(state)
-    _build_generator(cfg["model"], cfg["latent_dim"], weights, run)  # refuse weights that cannot load
+    _build_generator(cfg["model"], cfg["latent_dim"], weights, run, img_shape=image_shape(cfg))  # refuse misfits
     if which == "best" and (folder / BEST_NAME).is_file():
         net_G, best = load_generator_file(folder / BEST_NAME)
         weights, info = net_G.state_dict(), {**info, "epochs": best["epochs"], "fid": best["fid"],

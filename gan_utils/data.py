@@ -46,7 +46,7 @@ MNIST_MEAN, MNIST_STD = 0.1307, 0.3081  # on [0, 1], the numbers torchvision's e
 
 
 class DataError(RuntimeError):
-    """MNIST could not be found, fetched or read; the message says what to do."""
+    """MNIST, an image folder or a torchvision set could not be found or read; the message says what to do."""
 
 
 def default_root() -> Path:
@@ -236,6 +236,32 @@ def to_pixel_range(x: torch.Tensor) -> torch.Tensor:
     return (x.clamp(-1, 1) + 1) / 2
 
 
+def epoch_order(n: int, seed: int, epoch: int, shuffle: bool = True) -> torch.Tensor:
+    """The order of n examples in one epoch: a permutation that depends only on (seed, epoch), on the CPU."""
+    if not shuffle:
+        return torch.arange(n)
+    return torch.randperm(n, generator=torch.Generator().manual_seed(seed * 1_000_003 + epoch))
+
+
+def batch_indices(loader, n: int, device: torch.device | str = "cpu") -> Iterator[torch.Tensor]:
+    """The index batches of `loader`'s current epoch (TensorLoader, images.StreamingLoader), this process's share.
+
+    Under torchrun (`distributed.shard(loader)` sets rank and world_size) every rank computes the same global
+    batch and keeps its contiguous slice; the batch is first cut to a multiple of world_size, so that every
+    rank holds as many images and DDP's gradient average is the global batch's mean.
+    """
+    order = epoch_order(n, loader.seed, loader.epoch, loader.shuffle).to(device)
+    rank, world = getattr(loader, "rank", 0), getattr(loader, "world_size", 1)
+    for i in range(len(loader)):
+        idx = order[i * loader.batch_size:(i + 1) * loader.batch_size]  # (B,) the global batch
+        if world > 1:
+            per_rank = len(idx) // world
+            if per_rank == 0:
+                continue  # a last batch smaller than world_size: skipped on every rank alike
+            idx = idx[rank * per_rank:(rank + 1) * per_rank]  # (B / world_size,)
+        yield idx
+
+
 class TensorLoader:
     """Batches by index from one tensor held on the training device: no workers, no PIL, no copies.
 
@@ -273,17 +299,8 @@ class TensorLoader:
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
-    def _order(self) -> torch.Tensor:
-        n = len(self.images)
-        if not self.shuffle:
-            return torch.arange(n, device=self.device)
-        gen = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
-        return torch.randperm(n, generator=gen).to(self.device)
-
     def __iter__(self) -> Iterator[tuple[torch.Tensor, Optional[torch.Tensor]]]:
-        order = self._order()
-        for i in range(len(self)):
-            idx = order[i * self.batch_size:(i + 1) * self.batch_size]
+        for idx in batch_indices(self, len(self.images), self.device):
             x = self.images[idx]
             x = to_unit_range(x) if x.dtype == torch.uint8 else x.float()
             yield x, (self.labels[idx] if self.labels is not None else None)

@@ -155,27 +155,46 @@ def _norm2d(kind: str, channels: int) -> nn.Module:
     raise ValueError(f"norm must be 'batch', 'layer' or 'none', got {kind!r}")
 
 
-class DCGANGenerator(nn.Module):
-    """DCGAN G (Radford et al. 2015) for 28x28: all convolutional, BN + ReLU inside, Tanh out, no Linear.
+# Square sizes the DCGAN family makes. 28: the book's MNIST layout (a 7x7 start, two stride-2 layers and a
+# 3x3 conv). Powers of two: Radford et al.'s layout, a 4x4 start and one stride-2 layer per doubling.
+DCGAN_SIZES = (28, 32, 64, 128)
 
-    z (B, latent_dim) -> ConvT -> (4w, s/4, s/4) -> ConvT -> (2w, s/2, s/2) -> ConvT -> (w, s, s) -> Conv -> (C, s, s).
-    width w = 32 (the paper used 128 for 64x64 colour images): MNIST needs less, and a CPU trains it in minutes.
+
+def dcgan_layout(img_shape: Sequence[int], who: str) -> tuple[int, int, int]:
+    """(channels, size, stride-2 layers after a 4x4 start; 0 for 28) of a shape the DCGAN family makes."""
+    channels, height, width_px = img_shape
+    if height != width_px or height not in DCGAN_SIZES:
+        raise ValueError(f"{who} makes square images of {', '.join(map(str, DCGAN_SIZES))} pixels, not "
+                         f"{height}x{width_px}; choose one of these sizes (CLI: --image-size)")
+    if not isinstance(channels, int) or channels < 1:
+        raise ValueError(f"{who} needs a positive channel count (1 grey, 3 colour), got {channels!r}")
+    return channels, height, 0 if height == 28 else int(math.log2(height // 4))
+
+
+class DCGANGenerator(nn.Module):
+    """DCGAN G (Radford et al. 2015): all convolutional, BN + ReLU inside, Tanh out, no Linear.
+
+    28x28 (MNIST, width w = 32): z -> ConvT -> (4w, 7, 7) -> (2w, 14, 14) -> (w, 28, 28) -> Conv -> (C, 28, 28).
+    32 and 64 (the paper's layout, width w = 64): z -> ConvT -> (8w, 4, 4) -> ... doubling the side and halving
+    the channels ... -> (w, S/2, S/2) -> ConvT -> (C, S, S); at 64: 512x4x4 -> 256x8x8 -> 128x16x16 -> 64x32x32.
+    The paper's w is 128 at 64x64; 64 (the PyTorch tutorial's) trains 4x faster and is enough for small sets.
     """
 
-    def __init__(self, latent_dim: int = 100, img_shape: Sequence[int] = (1, 28, 28), width: int = 32,
+    def __init__(self, latent_dim: int = 100, img_shape: Sequence[int] = (1, 28, 28), width: Optional[int] = None,
                  num_classes: Optional[int] = None):
         super().__init__()
-        channels, height, width_px = img_shape
-        if height % 4 or width_px % 4:
-            raise ValueError(f"DCGANGenerator needs height and width divisible by 4, got {height}x{width_px}")
+        channels, size, doublings = dcgan_layout(img_shape, "DCGANGenerator")
         self.latent_dim, self.img_shape, self.num_classes = latent_dim, tuple(img_shape), num_classes
         in_dim = latent_dim
         if num_classes is not None:  # conditional: the class enters as a learned vector beside z
             self.embed = nn.Embedding(num_classes, 50)
             in_dim += 50
-        w = width
+        if doublings:
+            self.net = _radford_generator(in_dim, channels, doublings, width or 64)
+            return
+        w = width or 32
         self.net = nn.Sequential(
-            nn.ConvTranspose2d(in_dim, 4 * w, (height // 4, width_px // 4), 1, 0, bias=False),  # (B, 4w, 7, 7)
+            nn.ConvTranspose2d(in_dim, 4 * w, 7, 1, 0, bias=False),  # (B, 4w, 7, 7)
             nn.BatchNorm2d(4 * w), nn.ReLU(inplace=True),
             nn.ConvTranspose2d(4 * w, 2 * w, 4, 2, 1, bias=False),  # (B, 2w, 14, 14)
             nn.BatchNorm2d(2 * w), nn.ReLU(inplace=True),
@@ -197,28 +216,42 @@ class DCGANGenerator(nn.Module):
         return self.net(z[:, :, None, None])  # (B, C, H, W)
 
 
+def _radford_generator(in_dim: int, channels: int, doublings: int, w: int) -> nn.Sequential:
+    widths = [w * 2 ** (doublings - 1 - i) for i in range(doublings)]  # at 64: [8w, 4w, 2w, w]
+    layers = [nn.ConvTranspose2d(in_dim, widths[0], 4, 1, 0, bias=False),  # (B, 8w, 4, 4)
+              nn.BatchNorm2d(widths[0]), nn.ReLU(inplace=True)]
+    for c_in, c_out in zip(widths, widths[1:]):  # each layer: (B, c_in, s, s) -> (B, c_in / 2, 2s, 2s)
+        layers += [nn.ConvTranspose2d(c_in, c_out, 4, 2, 1, bias=False), nn.BatchNorm2d(c_out), nn.ReLU(inplace=True)]
+    layers += [nn.ConvTranspose2d(widths[-1], channels, 4, 2, 1), nn.Tanh()]  # (B, C, S, S): no BN on the output
+    return nn.Sequential(*layers)
+
+
 class DCGANDiscriminator(nn.Module):
     """DCGAN D: strided convs (no pooling), LeakyReLU(0.2), BN except on the input layer, one logit out.
 
-    norm='layer' (or 'none') for a WGAN-GP critic; with `num_classes`, a projection discriminator
-    (Miyato & Koyama 2018): logit = w.h + embed(y).h.
+    The mirror of DCGANGenerator at each size: at 64, (C, 64, 64) -> 64x32x32 -> 128x16x16 -> 256x8x8 ->
+    512x4x4 -> logit. norm='layer' (or 'none') for a WGAN-GP critic; with `num_classes`, a projection
+    discriminator (Miyato & Koyama 2018): logit = w.h + embed(y).h.
     """
 
-    def __init__(self, img_shape: Sequence[int] = (1, 28, 28), width: int = 32, norm: str = "batch",
+    def __init__(self, img_shape: Sequence[int] = (1, 28, 28), width: Optional[int] = None, norm: str = "batch",
                  num_classes: Optional[int] = None):
         super().__init__()
-        channels, height, width_px = img_shape
-        if height % 4 or width_px % 4:
-            raise ValueError(f"DCGANDiscriminator needs height and width divisible by 4, got {height}x{width_px}")
+        channels, size, doublings = dcgan_layout(img_shape, "DCGANDiscriminator")
         self.img_shape, self.num_classes = tuple(img_shape), num_classes
-        w = width
-        self.features = nn.Sequential(
-            nn.Conv2d(channels, w, 4, 2, 1), nn.LeakyReLU(0.2, inplace=True),                  # (B, w, 14, 14)
-            nn.Conv2d(w, 2 * w, 4, 2, 1, bias=False), _norm2d(norm, 2 * w), nn.LeakyReLU(0.2, inplace=True),  # (B, 2w, 7, 7)
-            nn.Conv2d(2 * w, 4 * w, 3, 1, 1, bias=False), _norm2d(norm, 4 * w), nn.LeakyReLU(0.2, inplace=True),  # (B, 4w, 7, 7)
-            nn.Flatten(),                                                                        # (B, 4w*7*7)
-        )
-        feat = 4 * w * (height // 4) * (width_px // 4)
+        if doublings:
+            self.features, feat = _radford_features(channels, doublings, width or 64, norm)
+        else:
+            w = width or 32
+            self.features = nn.Sequential(
+                nn.Conv2d(channels, w, 4, 2, 1), nn.LeakyReLU(0.2, inplace=True),  # (B, w, 14, 14)
+                nn.Conv2d(w, 2 * w, 4, 2, 1, bias=False), _norm2d(norm, 2 * w), nn.LeakyReLU(0.2, inplace=True),
+                # (B, 2w, 7, 7)
+                nn.Conv2d(2 * w, 4 * w, 3, 1, 1, bias=False), _norm2d(norm, 4 * w), nn.LeakyReLU(0.2, inplace=True),
+                # (B, 4w, 7, 7)
+                nn.Flatten(),                                                       # (B, 4w*7*7)
+            )
+            feat = 4 * w * 7 * 7
         self.head = nn.Linear(feat, 1)  # (B, 1) logit or critic score, never a Sigmoid
         if num_classes is not None:
             self.embed = nn.Embedding(num_classes, feat)
@@ -235,6 +268,15 @@ class DCGANDiscriminator(nn.Module):
         elif labels is not None:
             raise ValueError("this discriminator is unconditional: call it without labels")
         return out
+
+
+def _radford_features(channels: int, doublings: int, w: int, norm: str) -> tuple[nn.Sequential, int]:
+    widths = [w * 2 ** i for i in range(doublings)]  # at 64: [w, 2w, 4w, 8w]
+    layers = [nn.Conv2d(channels, widths[0], 4, 2, 1), nn.LeakyReLU(0.2, inplace=True)]  # (B, w, S/2, S/2), no BN
+    for c_in, c_out in zip(widths, widths[1:]):  # each layer: (B, c_in, s, s) -> (B, 2 c_in, s/2, s/2)
+        layers += [nn.Conv2d(c_in, c_out, 4, 2, 1, bias=False), _norm2d(norm, c_out), nn.LeakyReLU(0.2, inplace=True)]
+    layers.append(nn.Flatten())  # (B, 8w*4*4): the head's Linear is the paper's last 4x4 conv to one logit
+    return nn.Sequential(*layers), widths[-1] * 4 * 4
 
 
 def check_label_range(labels: torch.Tensor, num_classes: int) -> None:

@@ -15,14 +15,14 @@ import math
 import os
 import sys
 import time
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Callable, Optional
 
 import torch
 from torch import nn
 
-from . import checkpoints, data, losses, models
+from . import checkpoints, data, distributed, losses, models
 from .checkpoints import (  # re-exported: chapters call train.load_checkpoint, train.load_pretrained, ...
     BEST_NAME, CHECKPOINT_FORMAT, CHECKPOINT_NAME, PRETRAINED_DIR, PRETRAINED_FORMAT, CheckpointError,
     export_generator, load_checkpoint, load_generator, load_pretrained, pretrained_names, save_checkpoint,
@@ -101,6 +101,9 @@ class TrainConfig:
     eval_every: int = 0           # score FID every N epochs (and after the last); 0 = never
     eval_n: int = 2000            # samples per FID score (compare scores only at the same n)
     progress: bool = True         # tqdm bars (quiet in tests)
+    data: str = ""                # what it trained on, for the record: "mnist", a folder, a torchvision name
+    image_size: Optional[int] = None  # side of the square images; None: whatever the nets make (filled in by fit)
+    channels: Optional[int] = None    # 1 grey or 3 colour; None: whatever the nets make (filled in by fit)
 
     def validate(self) -> "TrainConfig":
         def need(ok: bool, msg: str) -> None:
@@ -128,6 +131,12 @@ class TrainConfig:
         need(self.instance_noise >= 0, f"instance_noise must be >= 0 (0 = off), got {self.instance_noise!r}")
         need(isinstance(self.eval_every, int) and self.eval_every >= 0, f"eval_every must be an int >= 0 (0 = off), got {self.eval_every!r}")
         need(isinstance(self.eval_n, int) and 2 <= self.eval_n <= 10_000, f"eval_n must be an int in [2, 10000] (the test set's size), got {self.eval_n!r}")
+        need(self.image_size is None or (isinstance(self.image_size, int) and self.image_size >= 4),
+             f"image_size must be an int >= 4 (e.g. 28, 32, 64) or None, got {self.image_size!r}")
+        need(self.channels in (None, 1, 3), f"channels must be 1 (grey), 3 (colour) or None, got {self.channels!r}")
+        need(not self.eval_every or self.data in ("", "mnist"),
+             f"eval_every scores FID with the book's MNIST classifier, not on {self.data!r}: set eval_every=0 "
+             "(CLI: --eval-every 0)")
         return self
 
     @classmethod
@@ -293,13 +302,19 @@ def _noise(shape: tuple, device: torch.device | str, generator: Optional[torch.G
     A CPU torch.Generator with CUDA nets works (the noise is moved), and gives the same z on every device.
     """
     source = generator.device if generator is not None else device
+    shard = getattr(generator, "shard", None)
+    if shard is not None:  # under torchrun (distributed.ShardedGenerator): the global batch's noise, this rank's rows
+        rank, world_size = shard
+        noise = torch.randn((shape[0] * world_size, *shape[1:]), device=source, generator=generator)
+        return noise[rank * shape[0]:(rank + 1) * shape[0]].to(device, dtype)
     return torch.randn(shape, device=source, generator=generator).to(device, dtype)
 
 
 def _eager(net: nn.Module) -> nn.Module:
-    """The module behind a torch.compile wrapper (the same weights): for the double backward of WGAN-GP,
-    which compiled graphs (aot_autograd) do not support."""
-    return getattr(net, "_orig_mod", net)
+    """The module behind a torch.compile or DDP wrapper (the same weights): for the double backward of WGAN-GP,
+    which compiled graphs (aot_autograd) do not support; its gradients still reach DDP's averaging."""
+    net = getattr(net, "_orig_mod", net)
+    return net.module if isinstance(net, nn.parallel.DistributedDataParallel) else net
 
 
 def _add_noise(x: torch.Tensor, std: float, generator: Optional[torch.Generator]) -> torch.Tensor:
@@ -441,6 +456,17 @@ class History:
 
 # --- the loop ---------------------------------------------------------------------------------------
 
+def _with_image_shape(cfg: TrainConfig, net_D: nn.Module) -> TrainConfig:
+    """cfg with image_size and channels of the images net_D reads (what a checkpoint must record to rebuild G)."""
+    shape = tuple(getattr(net_D, "img_shape", ()))
+    if len(shape) != 3 or shape[1] != shape[2]:
+        return cfg  # toy points or a non-square net: nothing to record
+    if (cfg.channels, cfg.image_size) not in ((None, None), shape[:2]):
+        raise ValueError(f"the config says {cfg.channels or '?'}x{cfg.image_size or '?'}x{cfg.image_size or '?'} "
+                         f"images but net_D reads {'x'.join(map(str, shape))}: build both at one size")
+    return replace(cfg, channels=shape[0], image_size=shape[1])
+
+
 def _check_nets(net_G: nn.Module, net_D: nn.Module, cfg: TrainConfig) -> None:
     if cfg.eval_every and tuple(getattr(net_G, "img_shape", ())) != (1, 28, 28):
         raise ValueError("eval_every scores FID with the book's MNIST classifier, which reads 1x28x28 images; "
@@ -507,32 +533,37 @@ def _check_batch(real: torch.Tensor, labels: Optional[torch.Tensor], net_D: nn.M
     data.check_pixel_range(real, "real images")
 
 
-def _run_generator(cfg: TrainConfig, epoch: int, device: torch.device) -> torch.Generator:
-    gen = torch.Generator(device=device)
+def _run_generator(cfg: TrainConfig, epoch: int, device: torch.device,
+                   ddp: Optional[distributed.Context] = None) -> torch.Generator:
+    gen = torch.Generator(device=device) if ddp is None else distributed.ShardedGenerator(device, ddp.rank,
+                                                                                           ddp.world_size)
     gen.manual_seed(cfg.seed * 1_000_003 + 7919 * (epoch + 1))
     return gen
 
 
 def fit(net_G: nn.Module, net_D: nn.Module, loader, cfg: TrainConfig, *, out_dir: Path | str | None = None,
         resume: bool = False, on_epoch_end: Optional[Callable[[int, History], None]] = None,
-        fixed_labels: Optional[torch.Tensor] = None, allow_changes: bool = False) -> History:
+        fixed_labels: Optional[torch.Tensor] = None, allow_changes: bool = False,
+        ddp: Optional[distributed.Context] = None) -> History:
     """Train net_G and net_D on `loader` (batches of (images in [-1, 1], labels or None)).
 
     With `out_dir`, a checkpoint is written there atomically after every epoch (one training process per
     folder: a second one is refused), and `resume=True` continues from it exactly: a config or data size
     that differs from the checkpoint's is refused unless `allow_changes=True` (CLI: --override).
     `on_epoch_end(epoch, history)` runs after each epoch (live figures, widgets); it may raise
-    StopTraining. A conditional pair (G with `num_classes`) gets the batch's labels.
+    StopTraining. A conditional pair (G with `num_classes`) gets the batch's labels. Under torchrun, `ddp`
+    (distributed.setup()) trains with DistributedDataParallel; see `distributed` for what that changes.
     """
+    run = dict(resume=resume, on_epoch_end=on_epoch_end, fixed_labels=fixed_labels, allow_changes=allow_changes,
+               ddp=ddp)
     if out_dir is None:
-        return _fit(net_G, net_D, loader, cfg, out_dir=None, resume=resume, on_epoch_end=on_epoch_end,
-                    fixed_labels=fixed_labels, allow_changes=allow_changes)
+        return _fit(net_G, net_D, loader, cfg, out_dir=None, **run)
     out_dir = Path(out_dir)
     if out_dir.exists() and not out_dir.is_dir():
         raise ValueError(f"out_dir {out_dir} is a file; pass a folder (the run folder that holds {CHECKPOINT_NAME})")
-    with checkpoints.run_lock(out_dir):  # also proves, before any training, that the folder is writable
-        return _fit(net_G, net_D, loader, cfg, out_dir=out_dir, resume=resume, on_epoch_end=on_epoch_end,
-                    fixed_labels=fixed_labels, allow_changes=allow_changes)
+    writer = ddp is None or ddp.is_main  # under torchrun rank 0 alone writes: the other ranks only read
+    with checkpoints.run_lock(out_dir) if writer else contextlib.nullcontext():  # proves the folder writable
+        return _fit(net_G, net_D, loader, cfg, out_dir=out_dir, **run)
 
 
 def _num_images(loader) -> Optional[int]:
@@ -556,10 +587,16 @@ def _split_batch(batch) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
 
 def _fit(net_G: nn.Module, net_D: nn.Module, loader, cfg: TrainConfig, *, out_dir: Optional[Path], resume: bool,
          on_epoch_end: Optional[Callable[[int, History], None]], fixed_labels: Optional[torch.Tensor],
-         allow_changes: bool) -> History:
-    cfg.validate()
+         allow_changes: bool, ddp: Optional[distributed.Context]) -> History:
+    cfg = _with_image_shape(cfg.validate(), net_D)
     _check_nets(net_G, net_D, cfg)
-    device = pick_device(cfg.device)
+    device = pick_device(cfg.device) if ddp is None else ddp.device
+    writer = ddp is None or ddp.is_main
+    if ddp is not None:  # before any work: the same settings and data everywhere, this rank's slice of each batch
+        settings = {k: v for k, v in asdict(cfg).items() if k not in ("device", "progress")}
+        distributed.check_same_settings({**settings, "num_images": _num_images(loader)}, ddp)
+        distributed.shard(loader, ddp)
+        net_G, net_D = distributed.sync_batchnorm(net_G, ddp), distributed.sync_batchnorm(net_D, ddp)
     conditional = getattr(net_G, "num_classes", None) is not None
     if conditional and getattr(loader, "labels", True) is None:
         raise ValueError("a conditional generator needs a loader with labels")
@@ -570,6 +607,8 @@ def _fit(net_G: nn.Module, net_D: nn.Module, loader, cfg: TrainConfig, *, out_di
                          f"build it with device='{device}'")
     opt_G, opt_D = make_optimizers(net_G, net_D, cfg)
     history = History(device=str(device) if device.type != "cuda" else torch.cuda.get_device_name(device))
+    if ddp is not None:
+        history.device = f"{ddp.world_size} x {history.device} ({ddp.backend})"
     z_fixed = torch.randn(cfg.num_samples, cfg.latent_dim,
                           generator=torch.Generator().manual_seed(cfg.seed + 12345)).to(device)
     if conditional and fixed_labels is None:
@@ -585,6 +624,8 @@ def _fit(net_G: nn.Module, net_D: nn.Module, loader, cfg: TrainConfig, *, out_di
         if ckpt_path.exists():
             # On the CPU first, whatever device wrote it: load_state_dict copies onto this run's device.
             state = load_checkpoint(ckpt_path, map_location="cpu")
+            if not cfg.data:  # the API need not say what it trains on: the record of the run stays
+                cfg = replace(cfg, data=state["config"].get("data", ""))
             changes = checkpoints.config_changes(state["config"], asdict(cfg))
             stored_n, n = state.get("data", {}).get("num_images"), _num_images(loader)
             if stored_n is not None and n is not None and stored_n != n:
@@ -606,13 +647,14 @@ def _fit(net_G: nn.Module, net_D: nn.Module, loader, cfg: TrainConfig, *, out_di
                         group["lr"] = lr
                         if "betas" in group:
                             group["betas"] = (cfg.beta1, cfg.beta2)
-                print("Resuming with changed settings: " + "; ".join(
-                    f"{k} {old!r} -> {new!r}" for k, (old, new) in changes.items()), file=sys.stderr)
+                if writer:
+                    print("Resuming with changed settings: " + "; ".join(
+                        f"{k} {old!r} -> {new!r}" for k, (old, new) in changes.items()), file=sys.stderr)
             history = History.from_state(state["history"])
             start_epoch, step = int(state["epoch"]), int(state["step"])
             saved_epoch = start_epoch
             z_fixed = state["z_fixed"].to(device)
-            if cfg.progress:
+            if cfg.progress and writer:
                 print(f"Resuming from {ckpt_path} after epoch {start_epoch}.", file=sys.stderr)
     # The EMA starts as a copy of G (of the restored G when resuming a run that had none).
     ema_G, ema_updates = (make_ema(net_G), 0) if cfg.ema else (None, 0)
@@ -624,12 +666,16 @@ def _fit(net_G: nn.Module, net_D: nn.Module, loader, cfg: TrainConfig, *, out_di
 
     dtype = resolve_amp(cfg.amp, device)
     autocast = (lambda: torch.autocast(device.type, dtype=dtype)) if dtype is not None else contextlib.nullcontext
+    # Each player's own step goes through its DDP wrapper (gradients averaged across ranks); the other player,
+    # not updated in that step, is called bare: DDP expects one backward through its parameters per forward.
     step_G, step_D = net_G, net_D
+    train_G, train_D = (net_G, net_D) if ddp is None else (distributed.wrap(net_G, ddp), distributed.wrap(net_D, ddp))
     if cfg.compile:
         step_G, step_D = torch.compile(net_G), torch.compile(net_D)
+        train_G, train_D = (step_G, step_D) if ddp is None else (torch.compile(train_G), torch.compile(train_D))
 
     def checkpoint(epoch: int) -> None:
-        if ckpt_path is None:
+        if ckpt_path is None or not writer:
             return
         save_checkpoint(ckpt_path, {
             "format": CHECKPOINT_FORMAT, "epoch": epoch, "step": step, "config": asdict(cfg),
@@ -648,7 +694,7 @@ def _fit(net_G: nn.Module, net_D: nn.Module, loader, cfg: TrainConfig, *, out_di
             save_generator(best_path, sample_G, asdict(cfg), epochs=epoch, fid=row["fid"], eval_n=cfg.eval_n)
 
     progress = None
-    if cfg.progress:
+    if cfg.progress and writer:
         from tqdm.auto import tqdm
         progress = tqdm(total=(cfg.num_epochs - start_epoch) * len(loader), desc="training",
                         unit="batch", mininterval=0.5, initial=0)
@@ -660,7 +706,7 @@ def _fit(net_G: nn.Module, net_D: nn.Module, loader, cfg: TrainConfig, *, out_di
         for epoch in range(start_epoch, cfg.num_epochs):
             if hasattr(loader, "set_epoch"):
                 loader.set_epoch(epoch)
-            gen = _run_generator(cfg, epoch, device)
+            gen = _run_generator(cfg, epoch, device, ddp)
             records = []
             if device.type == "cuda":
                 torch.cuda.synchronize(device)
@@ -680,12 +726,12 @@ def _fit(net_G: nn.Module, net_D: nn.Module, loader, cfg: TrainConfig, *, out_di
                 # instance noise decays linearly from cfg.instance_noise to 0 over the whole run
                 noise_std = cfg.instance_noise * max(0.0, 1 - step / (cfg.num_epochs * len(loader)))
                 loss_D, real_out, fake_out = update_D(
-                    step_D, step_G, real, opt_D, latent_dim=cfg.latent_dim, loss=cfg.loss, labels=labels,
+                    train_D, step_G, real, opt_D, latent_dim=cfg.latent_dim, loss=cfg.loss, labels=labels,
                     gp_weight=cfg.gp_weight, clip_value=cfg.clip_value, generator=gen, autocast=autocast,
                     label_smoothing=cfg.label_smoothing, noise_std=noise_std)
                 g_step = (i + 1) % cfg.k == 0
                 if g_step:
-                    loss_G = update_G(step_G, step_D, real.shape[0], opt_G, latent_dim=cfg.latent_dim,
+                    loss_G = update_G(train_G, step_D, real.shape[0], opt_G, latent_dim=cfg.latent_dim,
                                       loss=cfg.loss, labels=labels, generator=gen, device=device, autocast=autocast,
                                       noise_std=noise_std)
                     if ema_G is not None:
@@ -705,6 +751,8 @@ def _fit(net_G: nn.Module, net_D: nn.Module, loader, cfg: TrainConfig, *, out_di
                     progress.set_postfix(epoch=epoch + 1, loss_D=f"{last[0]:.3f}", loss_G=f"{last[1]:.3f}",
                                          refresh=False)
             table = torch.stack(records).cpu() if records else torch.empty(0, 5)
+            if ddp is not None:  # each rank's losses are means over its slice: their mean is the global batch's
+                table, seen = distributed.average(table, ddp), seen * ddp.world_size
             if device.type == "cuda":
                 torch.cuda.synchronize(device)
             elapsed = time.perf_counter() - t0
@@ -722,14 +770,14 @@ def _fit(net_G: nn.Module, net_D: nn.Module, loader, cfg: TrainConfig, *, out_di
             history.samples.append(_fixed_grid(sample_G, z_fixed, fixed_labels))
             if progress is not None:
                 progress.update(len(loader) % 50)
-            if cfg.eval_every and ((epoch + 1) % cfg.eval_every == 0 or epoch + 1 == cfg.num_epochs):
+            if writer and cfg.eval_every and ((epoch + 1) % cfg.eval_every == 0 or epoch + 1 == cfg.num_epochs):
                 evaluate(epoch + 1)
             checkpoint(epoch + 1)
             saved_epoch = epoch + 1 if ckpt_path is not None else None
             if on_epoch_end is not None:
                 on_epoch_end(epoch, history)
     except StopTraining:
-        if cfg.progress:
+        if cfg.progress and writer:
             kept = f"checkpoint of epoch {saved_epoch} kept" if saved_epoch else "no checkpoint written"
             print(f"Stopped after epoch {history.num_epochs}; {kept}.", file=sys.stderr)
     except KeyboardInterrupt:

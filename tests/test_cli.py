@@ -121,3 +121,61 @@ def test_export_and_sample_pretrained(tmp_path, capsys, monkeypatch):
     assert main(["sample", "--pretrained", "biggan", "--out", str(tmp_path / "s.pt")]) == 2
     assert "available: cgan" in capsys.readouterr().err
     assert main(["export", "--run", str(out), "--name", "mlp"]) == 2  # the run trained another model
+
+
+def test_train_on_a_folder_of_colour_images_then_sample_resume_and_refuse_fid(digit_folder, tmp_path, capsys):
+    out = tmp_path / "run"
+    args = ["train", "--model", "dcgan", "--data", str(digit_folder), "--image-size", "32", "--channels", "3",
+            "--batch-size", "8", "--quiet", "--device", "cpu", "--out", str(out)]
+    assert main([*args, "--epochs", "1"]) == 0
+    assert "20 images of" in capsys.readouterr().err
+    cfg = train.load_checkpoint(out)["config"]
+    assert (cfg["data"], cfg["image_size"], cfg["channels"]) == (str(digit_folder.resolve()), 32, 3)
+    assert cfg["eval_every"] == 0  # the best recipe's FID reads MNIST digits: off for other data
+    assert main(["sample", "--run", str(out), "--n", "6", "--out", str(tmp_path / "s.pt")]) == 0
+    assert torch.load(tmp_path / "s.pt", weights_only=True).shape == (6, 3, 32, 32)
+    assert main(["sample", "--run", str(out), "--n", "6", "--out", str(tmp_path / "g.png")]) == 0
+    assert main(["evaluate", "--run", str(out), "--n", "100"]) == 2
+    assert "MNIST classifier" in capsys.readouterr().err
+    assert main(["export", "--run", str(out), "--name", "dcgan", "--out", str(tmp_path / "g.pt")]) == 0
+    net_G, info = checkpoints.load_generator_file(tmp_path / "g.pt")  # rebuilt at the recorded size
+    assert net_G.img_shape == (3, 32, 32) and info["config"]["data"] == str(digit_folder.resolve())
+    # --data, --image-size and --channels are stored: a resume needs none of them
+    assert main(["train", "--out", str(out), "--epochs", "2", "--resume", "--quiet"]) == 0
+    assert train.load_checkpoint(out)["epoch"] == 2
+    assert main([*args, "--epochs", "3", "--resume", "--image-size", "64"]) == 2
+    assert "trained with --image-size 32, not --image-size 64" in capsys.readouterr().err
+
+
+def test_resume_at_32_pixels_is_exact(digit_folder, tmp_path):
+    common = ["--model", "dcgan", "--data", str(digit_folder), "--image-size", "32", "--channels", "1",
+              "--batch-size", "6", "--quiet", "--device", "cpu"]
+    assert main(["train", *common, "--epochs", "2", "--out", str(tmp_path / "ref")]) == 0
+    assert main(["train", *common, "--epochs", "1", "--out", str(tmp_path / "run")]) == 0
+    assert main(["train", *common, "--epochs", "2", "--out", str(tmp_path / "run"), "--resume"]) == 0
+    want, got = train.load_checkpoint(tmp_path / "ref"), train.load_checkpoint(tmp_path / "run")
+    assert got["config"]["channels"] == 1 and got["net_G"]["net.0.weight"].shape == (100, 256, 4, 4)
+    for net in ("net_G", "net_D", "ema_G"):
+        for key, value in want[net].items():
+            assert torch.equal(value, got[net][key]), f"{net}.{key}"
+
+
+def test_mnist_stays_the_default_and_is_recorded(tmp_path):
+    assert main(["train", "--epochs", "1", "--subset", "200", "--out", str(tmp_path / "run"), "--quiet"]) == 0
+    cfg = train.load_checkpoint(tmp_path / "run")["config"]
+    assert (cfg["data"], cfg["image_size"], cfg["channels"], cfg["model"]) == ("mnist", 28, 1, "mlp")
+
+
+@pytest.mark.parametrize("args, match", [
+    (["--model", "dcgan", "--image-size", "48"], "square images of 28, 32, 64, 128 pixels, not 48x48"),
+    (["--data", "cifar10"], "cifar10 is not under .* put the images in a folder"),
+    (["--data", "no/such/folder"], "neither a folder nor a known data set"),
+    (["--data", "cifar10", "--eval-every", "1", "--model", "dcgan"], "eval_every scores FID .*--eval-every 0"),
+])
+def test_bad_data_settings_are_one_line(args, match, tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("GAN_OFFLINE", "1")
+    monkeypatch.setenv("GAN_DATA_DIR", str(tmp_path / "data"))
+    assert main(["train", "--out", str(tmp_path / "run"), "--quiet", *args]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error:") and re.search(match, err) and "Traceback" not in err
+    assert not (tmp_path / "run").exists()  # refused before any training

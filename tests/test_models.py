@@ -126,3 +126,56 @@ def test_dcgan_init_covers_label_tables():
         h = net_D.features(x)
         head, projection = net_D.head(h).view(-1), (net_D.embed(y) * h).sum(dim=1)
     assert projection.std() < 3 * head.std()
+
+
+def test_dcgan_at_64_is_radfords_layout():
+    """G 100 -> 512x4x4 -> 256x8x8 -> 128x16x16 -> 64x32x32 -> 3x64x64, D the mirror (width 64)."""
+    net_G, net_D = models.build("dcgan", img_shape=(3, 64, 64))
+    h = torch.randn(2, 100)[:, :, None, None]
+    trail = []
+    for layer in net_G.net:
+        h = layer(h)
+        if isinstance(layer, torch.nn.ConvTranspose2d):
+            trail.append(tuple(h.shape[1:]))
+    assert trail == [(512, 4, 4), (256, 8, 8), (128, 16, 16), (64, 32, 32), (3, 64, 64)]
+    assert not isinstance(net_G.net[-2], torch.nn.BatchNorm2d) and isinstance(net_G.net[-1], torch.nn.Tanh)
+    x, trail = h, []
+    for layer in net_D.features:
+        x = layer(x)
+        if isinstance(layer, torch.nn.Conv2d):
+            trail.append(tuple(x.shape[1:]))
+    assert trail == [(64, 32, 32), (128, 16, 16), (256, 8, 8), (512, 4, 4)]
+    assert isinstance(net_D.features[1], torch.nn.LeakyReLU)  # no BN on D's input layer
+    assert sum(isinstance(m, torch.nn.BatchNorm2d) for m in net_D.modules()) == 3
+    assert {m.negative_slope for m in net_D.modules() if isinstance(m, torch.nn.LeakyReLU)} == {0.2}
+    assert net_D.head.in_features == 512 * 4 * 4  # the paper's last 4x4 conv to one logit, as a Linear
+
+
+@pytest.mark.parametrize("name", ["dcgan", "cgan", "lsgan", "wgan", "wgan-gp"])
+@pytest.mark.parametrize("shape", [(1, 28, 28), (1, 32, 32), (3, 32, 32), (1, 64, 64), (3, 64, 64)])
+def test_dcgan_family_at_each_size(name, shape):
+    torch.manual_seed(0)
+    net_G, net_D = models.build(name, img_shape=shape)
+    x = net_G(torch.randn(3, 100), *_labels(net_G, 3))
+    assert x.shape == (3, *shape) and x.min() >= -1 and x.max() <= 1
+    scores = net_D(x, *_labels(net_D, 3))
+    assert scores.shape == (3,) and torch.isfinite(scores).all()
+    if shape[1] == 32:  # the 32-pixel layout: 256x4x4 -> 128x8x8 -> 64x16x16 -> C x 32 x 32
+        widths = [m.out_channels for m in net_G.modules() if isinstance(m, torch.nn.ConvTranspose2d)]
+        assert widths == [256, 128, 64, shape[0]]
+
+
+def test_the_28_pixel_layout_is_unchanged():
+    """The shipped 28x28 generators were trained with these exact parameter shapes."""
+    net_G, net_D = models.build("dcgan")
+    assert [tuple(p.shape) for p in net_G.net.parameters()][:3] == [(100, 128, 7, 7), (128,), (128,)]
+    assert models.count_parameters(net_G) == 100 * 128 * 49 + 2 * 128 + 128 * 64 * 16 + 2 * 64 + 64 * 32 * 16 + 2 * 32 \
+        + 32 * 9 + 1
+    assert net_D.head.in_features == 128 * 7 * 7
+
+
+@pytest.mark.parametrize("shape", [(3, 48, 48), (1, 30, 30), (3, 64, 32), (1, 16, 16)])
+def test_a_size_the_dcgan_family_cannot_make_names_the_sizes_it_can(shape):
+    for name in ("dcgan", "cgan", "wgan-gp"):
+        with pytest.raises(ValueError, match=r"square images of 28, 32, 64, 128 pixels.*--image-size"):
+            models.build(name, img_shape=shape)
