@@ -383,16 +383,17 @@ def reference_images(n: int = 10_000, seed: int = 0) -> torch.Tensor:
     Random, not the first n: the first 5,000 test digits come from NIST's cleaner SD-3 writers and the last
     5,000 from SD-1, and the classifier's FID between those two halves is many times that between random halves.
     """
-    images, _ = data.load_mnist(train=False)
-    if not isinstance(n, int) or not 2 <= n <= len(images):
-        raise ValueError(f"n must be an int in [2, {len(images)}], got {n!r}")
-    order = torch.randperm(len(images), generator=torch.Generator().manual_seed(seed))[:n]
-    return data.to_unit_range(images[order]).unsqueeze(1)
+    return _random_digits(n, seed, train=False)
 
 
 def training_images(n: int = 10_000, seed: int = 0) -> torch.Tensor:
     """n random MNIST training images in [-1, 1], (n, 1, 28, 28): what a G that copied its data would draw."""
-    images, _ = data.load_mnist(train=True)
+    return _random_digits(n, seed, train=True)
+
+
+def _random_digits(n: int, seed: int, *, train: bool) -> torch.Tensor:
+    """n MNIST images of one split in [-1, 1], (n, 1, 28, 28), in a random order fixed by seed."""
+    images, _ = data.load_mnist(train=train)
     if not isinstance(n, int) or not 2 <= n <= len(images):
         raise ValueError(f"n must be an int in [2, {len(images)}], got {n!r}")
     order = torch.randperm(len(images), generator=torch.Generator().manual_seed(seed))[:n]
