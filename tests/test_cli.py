@@ -121,6 +121,9 @@ def test_export_and_sample_pretrained(tmp_path, capsys, monkeypatch):
     assert main(["sample", "--pretrained", "biggan", "--out", str(tmp_path / "s.pt")]) == 2
     assert "available: cgan" in capsys.readouterr().err
     assert main(["export", "--run", str(out), "--name", "mlp"]) == 2  # the run trained another model
+    assert "name it 'cgan'" in capsys.readouterr().err
+    assert main(["export", "--run", str(out), "--name", "cgan-small"]) == 0  # a model's name and a suffix
+    assert train.load_pretrained("cgan-small")[1]["config"]["model"] == "cgan"
 
 
 def test_train_on_a_folder_of_colour_images_then_sample_resume_and_refuse_fid(digit_folder, tmp_path, capsys):

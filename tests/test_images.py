@@ -116,6 +116,18 @@ def test_unreadable_images_are_named(tmp_path, mnist_train, write_digits, in_mem
         list(images.image_loader(folder, image_size=28, channels=1, in_memory=in_memory, num_workers=0))
 
 
+@pytest.mark.parametrize("in_memory", [True, False])
+def test_an_unreadable_image_in_a_worker_gives_the_message_without_its_traceback(tmp_path, mnist_train,
+                                                                                 write_digits, in_memory):
+    folder = write_digits(tmp_path / "digits", list(mnist_train[0][:4]))
+    (folder / "beach.jpg").write_bytes(b"<html>not found</html>")  # a download that failed
+    with pytest.raises(data.DataError) as caught:
+        list(images.image_loader(folder, image_size=28, channels=1, in_memory=in_memory, num_workers=1))
+    message = str(caught.value)
+    assert message.startswith("cannot read ") and "beach.jpg as an image" in message
+    assert "Traceback" not in message and "worker" not in message
+
+
 @pytest.mark.parametrize("kwargs, match", [
     ({"channels": 2}, "channels must be 1 .* or 3"),
     ({"channels": 4}, "channels must be 1 .* or 3"),
@@ -170,3 +182,35 @@ def test_default_shapes_follow_the_data(digit_folder):
     assert images.native_shape("mnist") == (28, 1) and images.native_shape("CIFAR10") == (32, 3)
     assert images.native_shape(digit_folder) == images.FOLDER_SHAPE == (64, 3)
     assert set(images.TORCHVISION_SETS) >= {"mnist", "fashion-mnist", "cifar10", "celeba"}
+
+
+@pytest.fixture(scope="module")
+def emoji_folder():
+    """The OpenMoji folder of the book's chapter 12: the wheel from the package index, drawn once (cached)."""
+    return images.openmoji_folder(verbose=False)
+
+
+def test_openmoji_folder_draws_every_emoji_once_with_its_attribution(emoji_folder):
+    files = sorted(emoji_folder.glob("*.png"))
+    # 4,495 with Pillow's text shaping (sequences: flags, skin tones); the single code points without it
+    assert len(files) == 4495 or len(files) > 1800
+    assert "CC BY-SA 4.0" in (emoji_folder / "ATTRIBUTION.txt").read_text()
+    assert images.openmoji_folder(verbose=False) == emoji_folder  # found again, not drawn again
+    with Image.open(emoji_folder / "1F600.png") as grinning:
+        assert grinning.size == (128, 128) and grinning.mode == "RGB"
+        pixels = torch.frombuffer(bytearray(grinning.tobytes()), dtype=torch.uint8).view(128, 128, 3)
+    assert (pixels[0] == 255).all()  # white around the emoji
+    yellow = (pixels[..., 0] > 200) & (pixels[..., 1] > 150) & (pixels[..., 2] < 100)
+    assert yellow.float().mean() > 0.1  # a yellow face, in colour: the font's colour layers were drawn
+
+
+def test_openmoji_folder_trains_as_a_folder_of_pictures(emoji_folder):
+    loader = images.image_loader(emoji_folder, image_size=32, channels=3, batch_size=8, subset=16)
+    batch, labels = next(iter(loader))
+    assert batch.shape == (8, 3, 32, 32) and batch.min() >= -1 and batch.max() <= 1 and (labels == 0).all()
+    assert batch.std() > 0.2  # pictures, not a blank page
+
+
+def test_openmoji_folder_refuses_a_bad_size(tmp_path):
+    with pytest.raises(ValueError, match="size must be an int >= 16"):
+        images.openmoji_folder(tmp_path, size=8)
