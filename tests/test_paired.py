@@ -1,0 +1,195 @@
+"""gan_utils.paired: the degradation, PSNR against its closed form, the nets' shapes at several sizes,
+a short real super-resolution run on MNIST, reproducibility, bad inputs, and the shipped nets."""
+import math
+
+import pytest
+import torch
+
+from gan_utils import checkpoints, data, paired
+
+
+@pytest.fixture(scope="module")
+def digits():
+    x, y = data.load_mnist(train=True)
+    high = data.to_unit_range(x[:512]).unsqueeze(1)  # (512, 1, 28, 28)
+    return high, y[:512]
+
+
+def test_downsample_is_the_block_mean_and_bicubic_restores_the_size():
+    high = torch.arange(16.0).view(1, 1, 4, 4) / 16 * 2 - 1
+    low = paired.downsample(high, 2)  # (1, 1, 2, 2)
+    assert torch.allclose(low[0, 0, 0, 0], high[0, 0, :2, :2].mean())
+    assert paired.bicubic(low, 2).shape == high.shape
+    assert paired.bicubic(torch.full((1, 1, 2, 2), 5.0), 2).max() == 1  # clamped to the image range
+    with pytest.raises(ValueError, match="divisible by 4"):
+        paired.downsample(torch.zeros(1, 1, 30, 30), 4)
+
+
+def test_psnr_matches_its_closed_form():
+    target = torch.zeros(3, 1, 8, 8)
+    # a constant error e on [-1, 1] is e/2 on [0, 1]: MSE (e/2)^2, PSNR = 10 log10(4 / e^2)
+    for e in (0.1, 0.5, 1.0):
+        got = paired.psnr(target + e, target)
+        assert got.shape == (3,)
+        assert torch.allclose(got, torch.full((3,), 10 * math.log10(4 / e**2)), atol=1e-4)
+    with pytest.raises(ValueError, match="differ"):
+        paired.psnr(torch.zeros(1, 1, 8, 8), torch.zeros(1, 1, 4, 4))
+
+
+@pytest.mark.parametrize("scale,low_side", [(2, 14), (4, 7), (4, 8), (8, 4)])
+def test_srnet_multiplies_any_side_by_its_scale(scale, low_side):
+    net = paired.SRNet(scale=scale)
+    out = net(torch.randn(2, 1, low_side, low_side))
+    assert out.shape == (2, 1, scale * low_side, scale * low_side)
+    assert out.abs().max() <= 1  # Tanh: the image range
+
+
+def test_srnet_and_discriminator_reject_what_they_cannot_take():
+    with pytest.raises(ValueError, match="power of two"):
+        paired.SRNet(scale=3)
+    with pytest.raises(ValueError, match=r"\(B, 1, h, w\)"):
+        paired.SRNet()(torch.randn(2, 3, 7, 7))
+    with pytest.raises(ValueError, match=r"\(B, 2, H, W\)"):
+        paired.SRDiscriminator(in_channels=2)(torch.randn(2, 1, 28, 28))
+
+
+@pytest.mark.parametrize("side", [28, 32, 64])
+def test_discriminator_gives_one_logit_per_image_at_any_size(side):
+    assert paired.SRDiscriminator()(torch.randn(3, 1, side, side)).shape == (3,)
+
+
+def test_feature_loss_is_zero_on_equal_images_and_trains_only_the_output(digits):
+    high, _ = digits
+    judge = paired.train_feature_net(high, digits[1], num_steps=2, batch_size=8)
+    assert not any(p.requires_grad for p in judge.parameters())
+    assert paired.feature_loss(judge, high[:4], high[:4]).item() == 0
+    output = high[:4].clone().requires_grad_(True)
+    loss = paired.feature_loss(judge, output, high[4:8])
+    loss.backward()
+    assert loss.item() > 0 and output.grad.abs().sum() > 0
+
+
+def test_a_short_pixel_run_on_real_digits_beats_bicubic(digits):
+    high, _ = digits
+    low = paired.downsample(high, 4)  # (512, 1, 7, 7)
+    torch.manual_seed(0)
+    net = paired.SRNet()
+    history = paired.fit_paired(net, low, high, paired.PairedConfig(num_steps=60, lr=1e-3, log_every=20))
+    assert history["step"] == [20, 40, 60]
+    assert history["pixel"][-1] < history["pixel"][0]
+    assert history["loss_D"] == [0.0, 0.0, 0.0]  # no adversary in the baseline
+    assert not net.training
+    ours = paired.psnr(paired.upscale(net, low), high).mean()
+    assert ours > paired.psnr(paired.bicubic(low, 4), high).mean()
+
+
+def test_the_same_seed_gives_the_same_net_and_the_adversary_trains(digits):
+    high, _ = digits
+    low = paired.downsample(high, 4)
+    cfg = paired.PairedConfig(num_steps=3, batch_size=8, adv_weight=0.01, log_every=1)
+    nets = []
+    for _ in range(2):
+        torch.manual_seed(1)
+        net_G, net_D = paired.SRNet(), paired.SRDiscriminator()
+        history = paired.fit_paired(net_G, low, high, cfg, net_D=net_D)
+        nets.append(net_G)
+        assert all(v > 0 for v in history["loss_D"]) and all(v > 0 for v in history["adv_G"])
+    for a, b in zip(nets[0].state_dict().values(), nets[1].state_dict().values()):
+        assert torch.equal(a, b)
+
+
+def test_conditional_discriminator_sees_input_and_output():
+    x = torch.rand(16, 1, 28, 28) * 2 - 1
+    y = -x
+    cfg = paired.PairedConfig(num_steps=2, batch_size=4, adv_weight=1.0, conditional_D=True,
+                              pixel_loss="l1")
+    paired.fit_paired(torch.nn.Sequential(torch.nn.Conv2d(1, 1, 3, padding=1), torch.nn.Tanh()), x, y, cfg,
+                      net_D=paired.SRDiscriminator(in_channels=2))
+    with pytest.raises(ValueError, match="one size"):
+        paired.fit_paired(paired.SRNet(), paired.downsample(x, 4), x, cfg,
+                          net_D=paired.SRDiscriminator(in_channels=2))
+
+
+def test_bad_settings_say_what_to_do(digits):
+    high, labels = digits
+    low = paired.downsample(high, 4)
+    net = paired.SRNet()
+    with pytest.raises(ValueError, match="pass net_D"):
+        paired.fit_paired(net, low, high, paired.PairedConfig(adv_weight=0.1))
+    with pytest.raises(ValueError, match="pass feature_net"):
+        paired.fit_paired(net, low, high, paired.PairedConfig(feature_weight=1.0))
+    with pytest.raises(ValueError, match="line up"):
+        paired.fit_paired(net, low[:10], high, paired.PairedConfig())
+    with pytest.raises(ValueError, match="pixel_loss"):
+        paired.PairedConfig(pixel_loss="l2").validate()
+    with pytest.raises(ValueError, match="at least one"):
+        paired.PairedConfig(pixel_weight=0).validate()
+    with pytest.raises(ValueError, match=r"\[-1, 1\]"):
+        paired.fit_paired(net, low, high * 255, paired.PairedConfig())
+
+
+def test_evaluate_scores_fidelity_and_realism(digits):
+    high, labels = digits
+    perfect = paired.evaluate_upscaled(high[:256], high[:256], labels[:256], high[256:])
+    blurred = paired.evaluate_upscaled(paired.bicubic(paired.downsample(high[:256], 4), 4), high[:256],
+                                       labels[:256], high[256:])
+    assert perfect["psnr"] > 90 and perfect["accuracy"] > 0.95
+    assert blurred["psnr"] < 20 and blurred["fid"] > 10 * perfect["fid"]
+    with pytest.raises(ValueError, match="one length"):
+        paired.evaluate_upscaled(high[:10], high[:10], labels[:9], high[256:])
+
+
+def test_save_and_load_round_trip_in_half_precision(tmp_path):
+    torch.manual_seed(0)
+    net = paired.SRNet(width=8, num_blocks=1).eval()
+    path = paired.save_net(tmp_path / "sr.pt", net, variant="pixel", steps=3)
+    loaded, info = paired.load_net(path)
+    assert info["variant"] == "pixel" and info["arch"]["width"] == 8 and not loaded.training
+    x = torch.randn(2, 1, 7, 7)
+    assert torch.allclose(loaded(x), net(x), atol=2e-2)
+    assert torch.load(path, weights_only=True)["format"] == paired.PAIRED_FORMAT
+    torch.save({"format": "other"}, tmp_path / "foreign.pt")
+    with pytest.raises(checkpoints.CheckpointError, match="not a gan_utils.paired"):
+        paired.load_net(tmp_path / "foreign.pt")
+    with pytest.raises(ValueError, match="no shipped net named 'sr9'"):
+        paired.load_pretrained("sr9")
+    with pytest.raises(TypeError, match="SRNet"):
+        paired.save_net(tmp_path / "x.pt", torch.nn.Linear(2, 2))
+
+
+@pytest.mark.skipif(not paired.pretrained_names(), reason="the shipped nets come with chapter 13's full run")
+def test_shipped_nets_beat_bicubic_on_test_digits():
+    x, _ = data.load_mnist(train=False)
+    high = data.to_unit_range(x[:500]).unsqueeze(1)
+    low = paired.downsample(high, 4)
+    floor = paired.psnr(paired.bicubic(low, 4), high).mean()
+    assert {"sr4-pixel", "sr4-adversarial", "sr4-feature", "sr4-feature-adversarial"} <= set(
+        paired.pretrained_names())
+    for name in paired.pretrained_names():
+        net, info = paired.load_pretrained(name)
+        assert info["arch"]["scale"] == 4
+        assert paired.psnr(paired.upscale(net, low), high).mean() > floor + 3, name
+
+
+def test_quality_curve_is_recorded_without_changing_the_run(digits):
+    high, _ = digits
+    low = paired.downsample(high, 4)
+    cfg = paired.PairedConfig(num_steps=5, batch_size=8, log_every=1)
+    calls = []
+
+    def evaluate(net):
+        calls.append(net.training)
+        torch.rand(3)  # evaluation may draw random numbers: the batches must not change
+        return {"psnr": paired.psnr(paired.upscale(net, low[:16]), high[:16]).mean().item()}
+
+    runs = []
+    for kwargs in ({}, {"evaluate": evaluate, "eval_every": 2}):
+        torch.manual_seed(3)
+        net = paired.SRNet(width=8, num_blocks=1)
+        runs.append((net, paired.fit_paired(net, low, high, cfg, **kwargs)))
+    assert [e["step"] for e in runs[1][1]["evals"]] == [2, 4, 5] and calls == [False] * 3
+    assert runs[0][1]["evals"] == []
+    for a, b in zip(runs[0][0].state_dict().values(), runs[1][0].state_dict().values()):
+        assert torch.equal(a, b)
+    with pytest.raises(ValueError, match="eval_every"):
+        paired.fit_paired(paired.SRNet(), low, high, cfg, evaluate=evaluate)
