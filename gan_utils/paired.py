@@ -33,7 +33,8 @@ from . import checkpoints, data, losses, metrics
 
 __all__ = ["SRNet", "SRDiscriminator", "PairedConfig", "fit_paired", "downsample", "bicubic", "psnr",
            "feature_loss", "train_step", "upscale", "evaluate_upscaled", "train_feature_net",
-           "save_net", "load_net", "load_pretrained", "pretrained_names", "Residual"]
+           "save_net", "load_net", "load_pretrained", "pretrained_names", "Residual", "UNet",
+           "PatchDiscriminator"]
 
 
 # --- the degradation and the interpolation baseline ------------------------------------------------------
@@ -139,6 +140,74 @@ class SRDiscriminator(nn.Module):
                              f"got {tuple(x.shape)}")
         pooled = self.features(x).mean((2, 3))  # (B, 4w)
         return self.head(pooled).squeeze(1)     # (B,) logits
+
+
+class UNet(nn.Module):
+    """pix2pix's generator in miniature (Isola et al. 2017): an encoder that halves the
+    side `depth` times, a decoder that doubles it back, and skip connections that hand
+    each decoder stage the encoder's map of the same size, so detail need not pass
+    through the bottleneck. Any side divisible by 2**depth (28 at depth 2)."""
+
+    def __init__(self, in_channels: int = 1, out_channels: int = 1, width: int = 32,
+                 depth: int = 2, dropout: float = 0.5):
+        super().__init__()
+        self.in_channels, self.depth = in_channels, depth
+        self.stem = nn.Sequential(nn.Conv2d(in_channels, width, 3, padding=1),
+                                  nn.LeakyReLU(0.2))  # (B, w, H, W)
+        self.down = nn.ModuleList()
+        self.up = nn.ModuleList()
+        for i in range(depth):  # (B, w*2^i, H/2^i, ...) -> (B, w*2^(i+1), H/2^(i+1), ...)
+            self.down.append(nn.Sequential(
+                nn.Conv2d(width << i, width << (i + 1), 4, 2, 1),
+                nn.BatchNorm2d(width << (i + 1)), nn.LeakyReLU(0.2)))
+        for i in reversed(range(depth)):  # the input doubles: its own map and the skip
+            c_in = (width << (i + 1)) * (1 if i == depth - 1 else 2)
+            self.up.append(nn.Sequential(
+                nn.ConvTranspose2d(c_in, width << i, 4, 2, 1),
+                nn.BatchNorm2d(width << i),
+                *([nn.Dropout(dropout)] if dropout and i == depth - 1 else []),
+                nn.ReLU()))
+        self.out = nn.Sequential(nn.Conv2d(2 * width, out_channels, 3, padding=1),
+                                 nn.Tanh())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dim() != 4 or x.shape[1] != self.in_channels:
+            raise ValueError(f"expected images (B, {self.in_channels}, H, W), "
+                             f"got {tuple(x.shape)}")
+        if x.shape[-1] % (1 << self.depth) or x.shape[-2] % (1 << self.depth):
+            raise ValueError(f"a UNet of depth {self.depth} needs sides divisible by "
+                             f"{1 << self.depth}, got {tuple(x.shape[-2:])}; pad the "
+                             "images or choose a smaller depth")
+        skips = [self.stem(x)]                  # (B, w, H, W)
+        for layer in self.down:
+            skips.append(layer(skips[-1]))      # ... (B, w*2^d, H/2^d, W/2^d)
+        h = skips.pop()
+        for layer in self.up:
+            h = torch.cat([layer(h), skips.pop()], dim=1)  # decoder map beside its skip
+        return self.out(h)                      # (B, C_out, H, W) in [-1, 1]
+
+
+class PatchDiscriminator(nn.Module):
+    """pix2pix's PatchGAN D in miniature: strided 4x4 convs and no pooling, so it
+    returns a map of logits, one per overlapping patch, each judging whether its patch
+    looks real. `in_channels` counts the input image too when D is conditional."""
+
+    def __init__(self, in_channels: int = 2, width: int = 32, num_strided: int = 2):
+        super().__init__()
+        self.in_channels = in_channels
+        layers, c = [nn.Conv2d(in_channels, width, 4, 2, 1), nn.LeakyReLU(0.2)], width
+        for _ in range(num_strided - 1):  # halve the side, double the channels
+            layers += [nn.Conv2d(c, 2 * c, 4, 2, 1), nn.BatchNorm2d(2 * c),
+                       nn.LeakyReLU(0.2)]
+            c *= 2
+        layers += [nn.Conv2d(c, 1, 3, 1, 1)]  # one logit per position
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dim() != 4 or x.shape[1] != self.in_channels:
+            raise ValueError(f"expected images (B, {self.in_channels}, H, W), "
+                             f"got {tuple(x.shape)}")
+        return self.net(x).squeeze(1)  # (B, H/2^n, W/2^n) logits, one per patch
 
 
 # --- the feature ("perceptual") loss --------------------------------------------------------------

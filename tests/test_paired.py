@@ -193,3 +193,33 @@ def test_quality_curve_is_recorded_without_changing_the_run(digits):
         assert torch.equal(a, b)
     with pytest.raises(ValueError, match="eval_every"):
         paired.fit_paired(paired.SRNet(), low, high, cfg, evaluate=evaluate)
+
+
+@pytest.mark.parametrize("side,depth", [(28, 2), (32, 3), (64, 2)])
+def test_unet_keeps_the_size_and_patch_d_gives_a_map(side, depth):
+    net = paired.UNet(depth=depth)
+    x = torch.randn(2, 1, side, side)
+    assert net(x).shape == x.shape and net(x).abs().max() <= 1
+    logits = paired.PatchDiscriminator(in_channels=2)(torch.cat([x, x], 1))
+    assert logits.shape == (2, side // 4, side // 4)
+
+
+def test_unet_skips_carry_detail_and_bad_sizes_say_what_to_do():
+    torch.manual_seed(0)
+    net = paired.UNet(dropout=0).eval()
+    x = torch.zeros(1, 1, 28, 28, requires_grad=True)
+    net(x)[0, 0, 0, 0].backward()
+    # through the skips, an output pixel depends on its own input pixel's neighbourhood
+    assert x.grad[0, 0, 0, 0] != 0
+    with pytest.raises(ValueError, match="divisible by 8"):
+        paired.UNet(depth=3)(torch.randn(1, 1, 28, 28))
+    with pytest.raises(ValueError, match=r"\(B, 2, H, W\)"):
+        paired.PatchDiscriminator()(torch.randn(1, 1, 28, 28))
+
+
+def test_a_patch_discriminator_trains_with_the_usual_losses():
+    x = torch.rand(16, 1, 28, 28) * 2 - 1
+    cfg = paired.PairedConfig(num_steps=2, batch_size=4, adv_weight=1.0, conditional_D=True,
+                              pixel_loss="l1", pixel_weight=100.0)
+    history = paired.fit_paired(paired.UNet(), x, -x, cfg, net_D=paired.PatchDiscriminator())
+    assert all(v > 0 for v in history["loss_D"])
