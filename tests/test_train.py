@@ -5,7 +5,7 @@ import pytest
 import torch
 from torch import nn
 
-from gan_utils import data, losses, models, train
+from gan_utils import checkpoints, data, losses, models, train
 
 
 def _cfg(**kw):
@@ -312,6 +312,15 @@ def test_keyboard_interrupt_loses_at_most_the_current_epoch_and_resumes_exactly(
     train.fit(net_G, net_D, small_loader, _cfg(num_epochs=3), out_dir=tmp_path / "run", resume=True)
     for key, value in want.items():
         assert torch.equal(value, net_G.state_dict()[key]), key
+
+
+def test_chapter_12_ships_its_64x64_colour_generator():
+    # classroom mode of chapter 12 loads it instead of training for 40 minutes
+    net_G, info = train.load_pretrained("dcgan-emoji64")
+    assert info["model"] == "dcgan" and info["epochs"] >= 1 and info["train_seconds"] > 0
+    assert checkpoints.image_shape(info["config"]) == (3, 64, 64)
+    images = train.generate(net_G, 8, seed=0)
+    assert images.shape == (8, 3, 64, 64) and images.abs().max() <= 1 and images.std() > 0.1
 
 
 @pytest.mark.parametrize("name", sorted(models.BUILDERS))
