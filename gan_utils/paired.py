@@ -151,6 +151,8 @@ class UNet(nn.Module):
     def __init__(self, in_channels: int = 1, out_channels: int = 1, width: int = 32,
                  depth: int = 2, dropout: float = 0.5):
         super().__init__()
+        if not isinstance(depth, int) or depth < 1:
+            raise ValueError(f"depth must be an int >= 1 (halvings of the side), got {depth!r}")
         self.in_channels, self.depth = in_channels, depth
         self.stem = nn.Sequential(nn.Conv2d(in_channels, width, 3, padding=1),
                                   nn.LeakyReLU(0.2))  # (B, w, H, W)
@@ -194,6 +196,8 @@ class PatchDiscriminator(nn.Module):
 
     def __init__(self, in_channels: int = 2, width: int = 32, num_strided: int = 2):
         super().__init__()
+        if not isinstance(num_strided, int) or num_strided < 1:
+            raise ValueError(f"num_strided must be an int >= 1, got {num_strided!r}")
         self.in_channels = in_channels
         layers, c = [nn.Conv2d(in_channels, width, 4, 2, 1), nn.LeakyReLU(0.2)], width
         for _ in range(num_strided - 1):  # halve the side, double the channels
@@ -331,7 +335,8 @@ def fit_paired(net_G: nn.Module, inputs: torch.Tensor, targets: torch.Tensor, cf
     of each loss term since the last record, plus `seconds` and `images_per_second`. With `evaluate` and
     `eval_every`, `evaluate(net_G)` (G in eval mode) is recorded every `eval_every` steps and at the end,
     in history["evals"] as {"step": ..., **scores}: the quality curve that budgets come from. Evaluation
-    draws no training random numbers, so it does not change the run. Nets end in eval mode.
+    runs under a forked random state, so it does not change the run (dropout included). Nets end in
+    eval mode.
     """
     cfg.validate()
     if len(inputs) != len(targets):
@@ -343,6 +348,16 @@ def fit_paired(net_G: nn.Module, inputs: torch.Tensor, targets: torch.Tensor, cf
         raise ValueError("feature_weight > 0 needs a feature network: pass feature_net "
                          "(e.g. paired.train_feature_net(images, labels))")
     device = targets.device
+    if inputs.device != device:
+        raise ValueError(f"inputs are on {inputs.device} but targets on {device}: move both to the "
+                         "training device")
+    if feature_net is not None:  # a fixed judge: no gradients into it, dropout off
+        feature_net.to(device).eval().requires_grad_(False)
+    if cfg.adv_weight > 0 and cfg.conditional_D and getattr(net_D, "in_channels", None) not in (
+            None, inputs.shape[1] + targets.shape[1]):
+        raise ValueError(f"a conditional D sees input and image side by side: it needs in_channels = "
+                         f"{inputs.shape[1]} + {targets.shape[1]}, got {net_D.in_channels} "
+                         f"(e.g. paired.PatchDiscriminator(in_channels={inputs.shape[1] + targets.shape[1]}))")
     gen = torch.Generator().manual_seed(cfg.seed)
     net_G.to(device).train()
     opt_G = torch.optim.Adam(net_G.parameters(), lr=cfg.lr, betas=cfg.betas)
@@ -376,7 +391,8 @@ def fit_paired(net_G: nn.Module, inputs: torch.Tensor, targets: torch.Tensor, cf
         if evaluate is not None and (step % eval_every == 0 or step == cfg.num_steps):
             t0 = time.perf_counter()
             net_G.eval()
-            history["evals"].append({"step": step, **evaluate(net_G)})
+            with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+                history["evals"].append({"step": step, **evaluate(net_G)})  # RNG state restored
             net_G.train()
             eval_seconds += time.perf_counter() - t0
     seconds = time.perf_counter() - start - eval_seconds  # training time only
@@ -432,10 +448,30 @@ def save_net(path: Path | str, net: SRNet, **info) -> Path:
     rebuilds it (`arch`) and how it was trained (`info`: variant, steps, seed, scores ...), atomically."""
     if not isinstance(net, SRNet):
         raise TypeError(f"save_net stores an SRNet, got {type(net).__name__}")
+    reserved = {"format", "arch", "state_dict"} & set(info)
+    if reserved:
+        raise ValueError(f"{sorted(reserved)} are written by save_net itself; name your entries otherwise")
+    info = _plain(info)
     weights = {k: v.detach().cpu().half() if v.is_floating_point() else v.detach().cpu()
                for k, v in net.state_dict().items()}
     return checkpoints.save_checkpoint(path, {"format": PAIRED_FORMAT, "arch": dict(net.arch),
                                               "state_dict": weights, **info})
+
+
+def _plain(value):
+    """Python numbers, strings, lists and dicts of them (what weights_only loading reads back): NumPy and
+    0-d tensor scalars become floats or ints, tuples become lists."""
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if value is None or type(value) in (bool, int, float, str):
+        return value
+    if isinstance(value, torch.Tensor) and value.numel() == 1:
+        return value.item()
+    if type(value).__module__ == "numpy" and getattr(value, "size", 0) == 1:
+        return value.item()
+    raise TypeError(f"cannot store {type(value).__name__} in a net file; pass numbers, strings, lists, dicts")
 
 
 def load_net(path: Path | str, map_location: str | torch.device = "cpu") -> tuple[SRNet, dict]:
@@ -444,11 +480,16 @@ def load_net(path: Path | str, map_location: str | torch.device = "cpu") -> tupl
     if not path.is_file():
         raise checkpoints.CheckpointError(f"no net file at {path}")
     state = checkpoints._load_ours(path, PAIRED_FORMAT, "cpu",
-                                   unreadable="{path} is unreadable ({error}); train or reinstall again",
+                                   unreadable="{path} is unreadable ({error}); write it again with "
+                                              "paired.save_net, or reinstall gan_utils for a shipped net",
                                    foreign="{path} is not a gan_utils.paired net file")
-    net = SRNet(**state["arch"])
-    checkpoints.load_weights(net, {k: v.float() if v.is_floating_point() else v
-                                   for k, v in state["state_dict"].items()}, path, "the SRNet")
+    try:
+        net = SRNet(**state["arch"])
+        weights = {k: v.float() if v.is_floating_point() else v for k, v in state["state_dict"].items()}
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise checkpoints.CheckpointError(f"{path} lacks a valid arch or state_dict ({type(exc).__name__}: "
+                                          f"{exc}); write it again with paired.save_net") from None
+    checkpoints.load_weights(net, weights, path, "SRNet")
     return net.to(map_location).eval(), {k: v for k, v in state.items() if k != "state_dict"}
 
 

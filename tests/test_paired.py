@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from gan_utils import checkpoints, data, paired
+from gan_utils import checkpoints, data, metrics, paired
 
 
 @pytest.fixture(scope="module")
@@ -91,9 +91,11 @@ def test_the_same_seed_gives_the_same_net_and_the_adversary_trains(digits):
     for _ in range(2):
         torch.manual_seed(1)
         net_G, net_D = paired.SRNet(), paired.SRDiscriminator()
+        before = [p.detach().clone() for p in net_D.parameters()]
         history = paired.fit_paired(net_G, low, high, cfg, net_D=net_D)
         nets.append(net_G)
-        assert all(v > 0 for v in history["loss_D"]) and all(v > 0 for v in history["adv_G"])
+        assert len(history["loss_D"]) == 3 and all(v > 0 for v in history["adv_G"])
+        assert any(not torch.equal(a, b) for a, b in zip(before, net_D.parameters()))  # D learned
     for a, b in zip(nets[0].state_dict().values(), nets[1].state_dict().values()):
         assert torch.equal(a, b)
 
@@ -146,7 +148,7 @@ def test_save_and_load_round_trip_in_half_precision(tmp_path):
     loaded, info = paired.load_net(path)
     assert info["variant"] == "pixel" and info["arch"]["width"] == 8 and not loaded.training
     x = torch.randn(2, 1, 7, 7)
-    assert torch.allclose(loaded(x), net(x), atol=2e-2)
+    assert torch.allclose(loaded(x), net(x), atol=1e-3)
     assert torch.load(path, weights_only=True)["format"] == paired.PAIRED_FORMAT
     torch.save({"format": "other"}, tmp_path / "foreign.pt")
     with pytest.raises(checkpoints.CheckpointError, match="not a gan_utils.paired"):
@@ -155,16 +157,27 @@ def test_save_and_load_round_trip_in_half_precision(tmp_path):
         paired.load_pretrained("sr9")
     with pytest.raises(TypeError, match="SRNet"):
         paired.save_net(tmp_path / "x.pt", torch.nn.Linear(2, 2))
+    with pytest.raises(ValueError, match="written by save_net"):
+        paired.save_net(tmp_path / "x.pt", net, arch={"scale": 2})
+    # NumPy and tensor scalars are stored as plain numbers, so weights_only loading reads them back
+    import numpy as np
+    path = paired.save_net(tmp_path / "np.pt", net, scores={"psnr": np.float64(20.5), "fid": torch.tensor(3.0)},
+                           betas=(0.9, 0.999))
+    info = paired.load_net(path)[1]
+    assert info["scores"] == {"psnr": 20.5, "fid": 3.0} and info["betas"] == [0.9, 0.999]
+    torch.save({"format": paired.PAIRED_FORMAT, "state_dict": {}}, tmp_path / "no_arch.pt")
+    with pytest.raises(checkpoints.CheckpointError, match="arch"):
+        paired.load_net(tmp_path / "no_arch.pt")
 
 
-@pytest.mark.skipif(not paired.pretrained_names(), reason="the shipped nets come with chapter 13's full run")
 def test_shipped_nets_beat_bicubic_on_test_digits():
+    # chapter 13's classroom mode loads them instead of training for most of an hour
     x, _ = data.load_mnist(train=False)
     high = data.to_unit_range(x[:500]).unsqueeze(1)
     low = paired.downsample(high, 4)
     floor = paired.psnr(paired.bicubic(low, 4), high).mean()
-    assert {"sr4-pixel", "sr4-adversarial", "sr4-feature", "sr4-feature-adversarial"} <= set(
-        paired.pretrained_names())
+    assert set(paired.pretrained_names()) >= {
+        "sr4-pixel", "sr4-pixel-l1", "sr4-adversarial", "sr4-feature", "sr4-feature-adversarial"}
     for name in paired.pretrained_names():
         net, info = paired.load_pretrained(name)
         assert info["arch"]["scale"] == 4
@@ -195,22 +208,30 @@ def test_quality_curve_is_recorded_without_changing_the_run(digits):
         paired.fit_paired(paired.SRNet(), low, high, cfg, evaluate=evaluate)
 
 
-@pytest.mark.parametrize("side,depth", [(28, 2), (32, 3), (64, 2)])
+@pytest.mark.parametrize("side,depth", [(28, 1), (28, 2), (32, 3), (64, 2)])
 def test_unet_keeps_the_size_and_patch_d_gives_a_map(side, depth):
     net = paired.UNet(depth=depth)
     x = torch.randn(2, 1, side, side)
     assert net(x).shape == x.shape and net(x).abs().max() <= 1
     logits = paired.PatchDiscriminator(in_channels=2)(torch.cat([x, x], 1))
     assert logits.shape == (2, side // 4, side // 4)
+    assert paired.PatchDiscriminator(in_channels=2, num_strided=1)(torch.cat([x, x], 1)).shape == (
+        2, side // 2, side // 2)
 
 
 def test_unet_skips_carry_detail_and_bad_sizes_say_what_to_do():
     torch.manual_seed(0)
     net = paired.UNet(dropout=0).eval()
-    x = torch.zeros(1, 1, 28, 28, requires_grad=True)
-    net(x)[0, 0, 0, 0].backward()
-    # through the skips, an output pixel depends on its own input pixel's neighbourhood
-    assert x.grad[0, 0, 0, 0] != 0
+    x = torch.randn(1, 1, 28, 28)
+    seen = {}
+    net.out.register_forward_pre_hook(lambda module, args: seen.update(h=args[0]))
+    net(x)
+    # the last stage sees the decoder's map beside the stem's full-resolution map of x itself
+    assert torch.equal(seen["h"][:, 32:], net.stem(x))
+    with pytest.raises(ValueError, match="depth must be"):
+        paired.UNet(depth=0)
+    with pytest.raises(ValueError, match="num_strided"):
+        paired.PatchDiscriminator(num_strided=0)
     with pytest.raises(ValueError, match="divisible by 8"):
         paired.UNet(depth=3)(torch.randn(1, 1, 28, 28))
     with pytest.raises(ValueError, match=r"\(B, 2, H, W\)"):
@@ -222,4 +243,29 @@ def test_a_patch_discriminator_trains_with_the_usual_losses():
     cfg = paired.PairedConfig(num_steps=2, batch_size=4, adv_weight=1.0, conditional_D=True,
                               pixel_loss="l1", pixel_weight=100.0)
     history = paired.fit_paired(paired.UNet(), x, -x, cfg, net_D=paired.PatchDiscriminator())
-    assert all(v > 0 for v in history["loss_D"])
+    assert len(history["loss_D"]) == 1 and history["adv_G"][0] > 0
+    with pytest.raises(ValueError, match="in_channels = 1 \\+ 1"):
+        paired.fit_paired(paired.UNet(), x, -x, cfg, net_D=paired.PatchDiscriminator(in_channels=1))
+
+
+def test_feature_loss_trains_g_only_and_short_last_log_chunk_is_a_mean(digits):
+    high, labels = digits
+    low = paired.downsample(high, 4)
+    judge = metrics.MNISTClassifier()  # not frozen by its maker: fit_paired must freeze it
+    cfg = paired.PairedConfig(num_steps=5, batch_size=8, feature_weight=1.0, log_every=2)
+    history = paired.fit_paired(paired.SRNet(width=8, num_blocks=1), low, high, cfg, feature_net=judge)
+    assert history["step"] == [2, 4, 5] and all(v > 0 for v in history["feature"])
+    assert all(p.grad is None for p in judge.parameters()) and not judge.training
+
+
+def test_dropout_nets_are_reproducible_with_an_evaluating_callback():
+    x = torch.rand(32, 1, 28, 28) * 2 - 1
+    cfg = paired.PairedConfig(num_steps=4, batch_size=4, log_every=1, pixel_loss="l1")
+    nets = []
+    for kwargs in ({}, {"evaluate": lambda net: {"r": torch.rand(1).item()}, "eval_every": 1}):
+        torch.manual_seed(5)
+        net = paired.UNet(width=8)  # dropout 0.5 draws from the global generator
+        paired.fit_paired(net, x, -x, cfg, **kwargs)
+        nets.append(net)
+    for a, b in zip(nets[0].state_dict().values(), nets[1].state_dict().values()):
+        assert torch.equal(a, b)

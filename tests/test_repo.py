@@ -83,3 +83,6 @@ def test_the_wheel_ships_the_classifier_and_the_pretrained_generators():
         assert f"gan_utils.{folder}" in config["packages"]
         assert "*.pt" in config["package-data"][f"gan_utils.{folder}"]
         assert list((ROOT / "gan_utils" / folder).glob("*.pt")), folder
+    # chapter 13's super-resolution nets live one folder down
+    assert "paired/*.pt" in config["package-data"]["gan_utils.pretrained"]
+    assert list((ROOT / "gan_utils" / "pretrained" / "paired").glob("sr4-*.pt"))
