@@ -283,11 +283,20 @@ PRETRAINED_FORMAT = "gan_utils.generator.v1"
 PRETRAINED_DIR = Path(__file__).resolve().parent / "pretrained"
 
 
+def cpu_weights(weights: dict, half: bool = False) -> dict:
+    """A state_dict detached on the CPU, its floating tensors in fp16 when `half` (shipped files: half the bytes)."""
+    return {k: (v.detach().cpu().half() if half else v.detach().cpu()) if v.is_floating_point() else v.detach().cpu()
+            for k, v in weights.items()}
+
+
+def float_weights(weights: dict) -> dict:
+    """A stored state_dict with its floating tensors back in fp32 (files written with half=True)."""
+    return {k: v.float() if v.is_floating_point() else v for k, v in weights.items()}
+
+
 def save_generator(path: Path | str, net_G: nn.Module | dict, config: dict, *, half: bool = False, **info) -> Path:
     """Write G's weights with how they were trained (config, epochs, FID, ...): nothing else, no optimizer."""
-    weights = net_G.state_dict() if isinstance(net_G, nn.Module) else net_G
-    weights = {k: (v.detach().cpu().half() if half else v.detach().cpu()) if v.is_floating_point() else v.detach().cpu()
-               for k, v in weights.items()}
+    weights = cpu_weights(net_G.state_dict() if isinstance(net_G, nn.Module) else net_G, half)
     return save_checkpoint(path, {"format": PRETRAINED_FORMAT, "model": config["model"],
                                   "latent_dim": config["latent_dim"], "state_dict": weights, "config": config, **info})
 
@@ -301,7 +310,7 @@ def load_generator_file(path: Path | str, map_location: str | torch.device = "cp
     state = _load_ours(path, PRETRAINED_FORMAT, "cpu",
                        unreadable="{path} is unreadable ({error}); train or reinstall again",
                        foreign="{path} is not a gan_utils generator file")
-    weights = {k: v.float() if v.is_floating_point() else v for k, v in state["state_dict"].items()}
+    weights = float_weights(state["state_dict"])
     info = {k: v for k, v in state.items() if k != "state_dict"}
     shape = image_shape(state.get("config") or {})
     return _build_generator(state["model"], state["latent_dim"], weights, path, map_location, shape), info

@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from . import checkpoints, data, losses, metrics
+from . import checkpoints, data, losses, metrics, train
 
 __all__ = ["SRNet", "SRDiscriminator", "PairedConfig", "fit_paired", "downsample", "bicubic", "psnr",
            "feature_loss", "train_step", "upscale", "evaluate_upscaled", "train_feature_net",
@@ -390,10 +390,9 @@ def fit_paired(net_G: nn.Module, inputs: torch.Tensor, targets: torch.Tensor, cf
                 running[n] = 0.0
         if evaluate is not None and (step % eval_every == 0 or step == cfg.num_steps):
             t0 = time.perf_counter()
-            net_G.eval()
-            with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-                history["evals"].append({"step": step, **evaluate(net_G)})  # RNG state restored
-            net_G.train()
+            forked = torch.random.fork_rng(devices=[device] if device.type == "cuda" else [])
+            with train.eval_mode(net_G), forked:  # mode and RNG state restored afterwards
+                history["evals"].append({"step": step, **evaluate(net_G)})
             eval_seconds += time.perf_counter() - t0
     seconds = time.perf_counter() - start - eval_seconds  # training time only
     history.update(seconds=seconds, images_per_second=cfg.num_steps * cfg.batch_size / seconds,
@@ -407,11 +406,8 @@ def fit_paired(net_G: nn.Module, inputs: torch.Tensor, targets: torch.Tensor, cf
 @torch.no_grad()
 def upscale(net_G: nn.Module, low: torch.Tensor, batch_size: int = 1000) -> torch.Tensor:
     """net_G on `low` in eval mode, in batches: (N, C, h, w) -> (N, C, H, W)."""
-    was_training = net_G.training
-    net_G.eval()
-    out = torch.cat([net_G(part) for part in low.split(batch_size)])
-    net_G.train(was_training)
-    return out
+    with train.eval_mode(net_G):
+        return torch.cat([net_G(part) for part in low.split(batch_size)])
 
 
 # --- evaluation -------------------------------------------------------------------------------------------
@@ -452,8 +448,7 @@ def save_net(path: Path | str, net: SRNet, **info) -> Path:
     if reserved:
         raise ValueError(f"{sorted(reserved)} are written by save_net itself; name your entries otherwise")
     info = _plain(info)
-    weights = {k: v.detach().cpu().half() if v.is_floating_point() else v.detach().cpu()
-               for k, v in net.state_dict().items()}
+    weights = checkpoints.cpu_weights(net.state_dict(), half=True)
     return checkpoints.save_checkpoint(path, {"format": PAIRED_FORMAT, "arch": dict(net.arch),
                                               "state_dict": weights, **info})
 
@@ -485,7 +480,7 @@ def load_net(path: Path | str, map_location: str | torch.device = "cpu") -> tupl
                                    foreign="{path} is not a gan_utils.paired net file")
     try:
         net = SRNet(**state["arch"])
-        weights = {k: v.float() if v.is_floating_point() else v for k, v in state["state_dict"].items()}
+        weights = checkpoints.float_weights(state["state_dict"])
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise checkpoints.CheckpointError(f"{path} lacks a valid arch or state_dict ({type(exc).__name__}: "
                                           f"{exc}); write it again with paired.save_net") from None
