@@ -30,6 +30,10 @@ VARIANTS = {
     "smooth": {"label_smoothing": 0.1},             # one-sided label smoothing (Salimans et al. 2016)
     "noise": {"instance_noise": 0.1},               # instance noise, annealed to 0 (Sonderby et al. 2016)
     "ttur+smooth": {"lr_D": 4e-4, "lr_G": 1e-4, "label_smoothing": 0.1},
+    # other losses on the same networks (the MLP D returns a logit, so each loss applies unchanged)
+    "lsgan": {"loss": "lsgan"},                     # Mao et al. 2017: least squares
+    "wgan-gp": {"loss": "wgan-gp", "lr_G": 1e-4, "lr_D": 1e-4, "beta1": 0.0, "beta2": 0.9, "k": 5},
+    "slow": {"lr_G": 1e-4, "lr_D": 1e-4},           # both nets at half the article's step
 }
 
 

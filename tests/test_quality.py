@@ -113,6 +113,12 @@ def test_recipes():
     best = train.config_for("dcgan", recipe="best")
     assert best.ema > 0 and best.eval_every >= 1
     assert set(train.BEST_RECIPES) == set(train.PAPER_RECIPES) == set(models.BUILDERS)
+    # the article's MLP keeps its layers; only its best recipe trains it as a WGAN-GP, with no Sigmoid
+    mlp_best = train.config_for("mlp", recipe="best")
+    assert (mlp_best.loss, mlp_best.k, mlp_best.gp_weight, mlp_best.ema) == ("wgan-gp", 5, 10.0, 0.999)
+    assert train.config_for("mlp", recipe="paper").loss == "nonsaturating"
+    net_G, net_D = models.build("mlp")
+    assert not any(isinstance(m, (torch.nn.Sigmoid, torch.nn.BatchNorm1d)) for m in net_D.modules())
     with pytest.raises(ValueError, match="unknown recipe"):
         train.config_for("mlp", recipe="fast")
 
