@@ -34,7 +34,7 @@ from . import checkpoints, data, losses, metrics, train
 __all__ = ["SRNet", "SRDiscriminator", "PairedConfig", "fit_paired", "downsample", "bicubic", "psnr",
            "feature_loss", "train_step", "upscale", "evaluate_upscaled", "train_feature_net",
            "save_net", "load_net", "load_pretrained", "pretrained_names", "Residual", "UNet",
-           "PatchDiscriminator"]
+           "PatchDiscriminator", "outline", "erase_rows", "NETS"]
 
 
 # --- the degradation and the interpolation baseline ------------------------------------------------------
@@ -45,6 +45,38 @@ def downsample(high: torch.Tensor, factor: int) -> torch.Tensor:
         raise ValueError(f"expected images (N, C, H, W) with H and W divisible by {factor}, "
                          f"got {tuple(high.shape)}")
     return F.avg_pool2d(high, factor)
+
+
+def outline(images: torch.Tensor, threshold: float = 0.0) -> torch.Tensor:
+    """The edge map of each image: the pixels of its shape (brighter than
+    `threshold`) that touch the background, white on black, in [-1, 1].
+    The input of an outline-to-digit translation (pix2pix's edges-to-photo
+    task): it fixes where every stroke is, so the answer is nearly unique.
+    (N, C, H, W) -> same shape."""
+    _check_images(images)
+    shape = (images > threshold).float()
+    # erosion: 1 where the whole 3x3 block is shape
+    inner = -F.max_pool2d(-shape, 3, stride=1, padding=1)
+    return (shape - inner) * 2 - 1
+
+
+def erase_rows(images: torch.Tensor, start: int) -> torch.Tensor:
+    """Each image with its rows from `start` on painted background (-1):
+    the input of an inpainting task, where the erased part is ambiguous
+    (the top of a 4 may continue as a 4 or a 9). (N, C, H, W) -> same shape."""
+    _check_images(images)
+    if not 0 < start < images.shape[-2]:
+        raise ValueError(f"start must be a row inside the image "
+                         f"(1 to {images.shape[-2] - 1}), got {start}")
+    out = images.clone()
+    out[..., start:, :] = -1.0
+    return out
+
+
+def _check_images(images: torch.Tensor) -> None:
+    if images.dim() != 4:
+        raise ValueError(f"expected images (N, C, H, W), got shape {tuple(images.shape)}")
+    data.check_pixel_range(images, "images")
 
 
 def bicubic(low: torch.Tensor, factor: int) -> torch.Tensor:
@@ -152,13 +184,18 @@ class UNet(nn.Module):
                  depth: int = 2, dropout: float = 0.5):
         super().__init__()
         if not isinstance(depth, int) or depth < 1:
-            raise ValueError(f"depth must be an int >= 1 (halvings of the side), got {depth!r}")
+            raise ValueError(f"depth must be an int >= 1 (halvings of the side), "
+                             f"got {depth!r}")
         self.in_channels, self.depth = in_channels, depth
+        # what save_net records
+        self.arch = {"net": "UNet", "in_channels": in_channels,
+                     "out_channels": out_channels, "width": width, "depth": depth,
+                     "dropout": dropout}
         self.stem = nn.Sequential(nn.Conv2d(in_channels, width, 3, padding=1),
                                   nn.LeakyReLU(0.2))  # (B, w, H, W)
         self.down = nn.ModuleList()
         self.up = nn.ModuleList()
-        for i in range(depth):  # (B, w*2^i, H/2^i, ...) -> (B, w*2^(i+1), H/2^(i+1), ...)
+        for i in range(depth):  # (B, w*2^i, H/2^i, ..) -> (B, w*2^(i+1), H/2^(i+1), ..)
             self.down.append(nn.Sequential(
                 nn.Conv2d(width << i, width << (i + 1), 4, 2, 1),
                 nn.BatchNorm2d(width << (i + 1)), nn.LeakyReLU(0.2)))
@@ -439,11 +476,15 @@ PAIRED_FORMAT = "gan_utils.paired.v1"
 PRETRAINED_DIR = checkpoints.PRETRAINED_DIR / "paired"
 
 
-def save_net(path: Path | str, net: SRNet, **info) -> Path:
-    """Write an SRNet's weights (fp16: half the bytes, no measurable loss on [-1, 1] images) with what
-    rebuilds it (`arch`) and how it was trained (`info`: variant, steps, seed, scores ...), atomically."""
-    if not isinstance(net, SRNet):
-        raise TypeError(f"save_net stores an SRNet, got {type(net).__name__}")
+NETS = {"SRNet": SRNet, "UNet": UNet}  # what a net file can hold; files without "net" in arch are SRNets
+
+
+def save_net(path: Path | str, net: SRNet | UNet, **info) -> Path:
+    """Write an SRNet's or a UNet's weights (fp16: half the bytes, no measurable loss on [-1, 1] images)
+    with what rebuilds it (`arch`) and how it was trained (`info`: variant, steps, seed, scores ...),
+    atomically."""
+    if not isinstance(net, tuple(NETS.values())):
+        raise TypeError(f"save_net stores an SRNet or a UNet, got {type(net).__name__}")
     reserved = {"format", "arch", "state_dict"} & set(info)
     if reserved:
         raise ValueError(f"{sorted(reserved)} are written by save_net itself; name your entries otherwise")
@@ -469,8 +510,8 @@ def _plain(value):
     raise TypeError(f"cannot store {type(value).__name__} in a net file; pass numbers, strings, lists, dicts")
 
 
-def load_net(path: Path | str, map_location: str | torch.device = "cpu") -> tuple[SRNet, dict]:
-    """An SRNet written by `save_net`, fp32 and in eval mode on `map_location`; returns (net, info)."""
+def load_net(path: Path | str, map_location: str | torch.device = "cpu") -> tuple[SRNet | UNet, dict]:
+    """A net written by `save_net`, fp32 and in eval mode on `map_location`; returns (net, info)."""
     path = Path(path)
     if not path.is_file():
         raise checkpoints.CheckpointError(f"no net file at {path}")
@@ -479,12 +520,14 @@ def load_net(path: Path | str, map_location: str | torch.device = "cpu") -> tupl
                                               "paired.save_net, or reinstall gan_utils for a shipped net",
                                    foreign="{path} is not a gan_utils.paired net file")
     try:
-        net = SRNet(**state["arch"])
+        arch = dict(state["arch"])
+        cls = NETS[arch.pop("net", "SRNet")]
+        net = cls(**arch)
         weights = checkpoints.float_weights(state["state_dict"])
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise checkpoints.CheckpointError(f"{path} lacks a valid arch or state_dict ({type(exc).__name__}: "
                                           f"{exc}); write it again with paired.save_net") from None
-    checkpoints.load_weights(net, weights, path, "SRNet")
+    checkpoints.load_weights(net, weights, path, type(net).__name__)
     return net.to(map_location).eval(), {k: v for k, v in state.items() if k != "state_dict"}
 
 
@@ -493,8 +536,8 @@ def pretrained_names() -> list[str]:
     return sorted(p.stem for p in PRETRAINED_DIR.glob("*.pt"))
 
 
-def load_pretrained(name: str, map_location: str | torch.device = "cpu") -> tuple[SRNet, dict]:
-    """A shipped net by name (chapter 13's full run, seed 0); returns (net, info)."""
+def load_pretrained(name: str, map_location: str | torch.device = "cpu") -> tuple[SRNet | UNet, dict]:
+    """A shipped net by name (the seed-0 nets of chapters 13 and 14's full runs); returns (net, info)."""
     path = PRETRAINED_DIR / f"{name}.pt"
     if not path.is_file():
         raise ValueError(f"no shipped net named {name!r} (available: {', '.join(pretrained_names()) or 'none'})")

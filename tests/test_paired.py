@@ -269,3 +269,49 @@ def test_dropout_nets_are_reproducible_with_an_evaluating_callback():
         nets.append(net)
     for a, b in zip(nets[0].state_dict().values(), nets[1].state_dict().values()):
         assert torch.equal(a, b)
+
+
+def test_outline_keeps_the_border_of_the_shape_only():
+    x = -torch.ones(1, 1, 7, 7)
+    x[..., 1:6, 1:6] = 1.0  # a 5x5 white square
+    edge = paired.outline(x)
+    expected = -torch.ones(1, 1, 7, 7)
+    expected[..., 1:6, 1:6] = 1.0
+    expected[..., 2:5, 2:5] = -1.0  # the 3x3 inside touches no background
+    assert torch.equal(edge, expected)
+    assert torch.equal(paired.outline(-torch.ones(2, 1, 4, 4)), -torch.ones(2, 1, 4, 4))
+
+
+def test_outline_of_digits_is_a_thin_subset_of_the_strokes(digits):
+    high, _ = digits
+    edge = paired.outline(high)
+    on = edge > 0
+    assert edge.shape == high.shape and set(edge.unique().tolist()) == {-1.0, 1.0}
+    assert bool((high[on] > 0).all())  # every edge pixel is a stroke pixel
+    assert 0.3 < on.float().sum() / (high > 0).float().sum() < 1.0
+
+
+def test_erase_rows_paints_the_lower_part_background(digits):
+    high, _ = digits
+    cut = paired.erase_rows(high[:4], 14)
+    assert torch.equal(cut[..., :14, :], high[:4, ..., :14, :])
+    assert bool((cut[..., 14:, :] == -1).all()) and not torch.equal(cut, high[:4])
+    for bad in (0, 28):
+        with pytest.raises(ValueError, match="start must be a row"):
+            paired.erase_rows(high[:1], bad)
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        paired.outline(data.to_pixel_range(high[:2]))
+    with pytest.raises(ValueError, match=r"\(N, C, H, W\)"):
+        paired.erase_rows(high[0], 14)
+
+
+def test_a_unet_round_trips_through_a_net_file(tmp_path):
+    torch.manual_seed(0)
+    net = paired.UNet(width=8, depth=2).eval()
+    path = paired.save_net(tmp_path / "unet.pt", net, variant="l1", steps=3)
+    loaded, info = paired.load_net(path)
+    assert isinstance(loaded, paired.UNet) and info["arch"]["net"] == "UNet" and not loaded.training
+    x = torch.randn(2, 1, 28, 28).clamp(-1, 1)
+    assert torch.allclose(loaded(x), net(x), atol=2e-3)
+    # the shipped SRNet files carry no "net" entry and still load as SRNets
+    assert isinstance(paired.load_pretrained("sr4-pixel")[0], paired.SRNet)
