@@ -80,16 +80,13 @@ def pretrained_table(names: list[str], n: int, seed: int) -> None:
     for name in names:
         net_G, info = train.load_pretrained(name)
         scores = train.score(net_G, n, seed=seed)  # the book's canonical evaluation
-        cfg = info["config"]
-        recipe = "ema" if cfg.get("ema") else "paper"
-        if cfg.get("loss") != train.config_for(name).loss:  # the MLP's best recipe changes its loss
-            recipe += f"+{cfg['loss']}"
+        recipe = train.recipe_label(name, info["config"])
         rows.append((name, info["epochs"], info["train_seconds"] / 60, recipe, scores))
     floor = metrics.real_floor(n, seed=seed)
-    print(f"{'model':>14} {'epochs':>6} {'CPU min':>7} {'recipe':>11} {'FID':>7} {'IS':>5} {'cover':>5} "
+    print(f"{'model':>14} {'epochs':>6} {'CPU min':>7} {'recipe':>22} {'FID':>7} {'IS':>5} {'cover':>5} "
           f"{'prec':>5} {'recall':>6}")
     for name, epochs, minutes, recipe, s in sorted(rows, key=lambda r: r[-1]["fid"]):
-        print(f"{name:>14} {epochs:6d} {minutes:7.1f} {recipe:>11} {s['fid']:7.2f} {s['is']:5.2f} "
+        print(f"{name:>14} {epochs:6d} {minutes:7.1f} {recipe:>22} {s['fid']:7.2f} {s['is']:5.2f} "
               f"{s['coverage']:5.1f} {s['precision']:5.3f} {s['recall']:6.3f}")
     print(f"{'real (floor)':>14} {'':>6} {'':>7} {'':>6} {floor['fid']:7.2f} {floor['is']:5.2f} "
           f"{floor['coverage']:5.1f} {floor['precision']:5.3f} {floor['recall']:6.3f}")

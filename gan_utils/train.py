@@ -181,6 +181,15 @@ def recipe_fields(model: str, name: str = "best") -> dict:
     return dict((BEST_RECIPES if name == "best" else PAPER_RECIPES)[model])
 
 
+def recipe_label(model: str, config: dict) -> str:
+    """How a run's stored config was trained, for tables: "EMA of G" (the best recipe) or "paper", plus
+    the loss when it is not the model's own (the MLP's best recipe trains it as a WGAN-GP)."""
+    label = "EMA of G" if config.get("ema") else "paper"
+    if config.get("loss", "nonsaturating") != PAPER_RECIPES.get(model, {}).get("loss", "nonsaturating"):
+        label += f", {config['loss']} loss"
+    return label
+
+
 def config_for(model: str, recipe: str = "paper", **overrides) -> TrainConfig:
     """The TrainConfig of a model name under a recipe ('paper', 'best' or 'article'), `overrides` on top."""
     return TrainConfig(**{"model": model, **recipe_fields(model, recipe), **overrides})

@@ -1,4 +1,5 @@
 """Quality during training: the EMA of G, FID scored into the history, best-FID weights, stabilisers, recipes."""
+import dataclasses
 import math
 
 import pytest
@@ -121,6 +122,14 @@ def test_recipes():
     assert not any(isinstance(m, (torch.nn.Sigmoid, torch.nn.BatchNorm1d)) for m in net_D.modules())
     with pytest.raises(ValueError, match="unknown recipe"):
         train.config_for("mlp", recipe="fast")
+
+
+def test_recipe_label_names_a_loss_only_when_the_recipe_changed_it():
+    assert train.recipe_label("dcgan", {"ema": 0.999, "loss": "nonsaturating"}) == "EMA of G"
+    assert train.recipe_label("wgan-gp", {"ema": 0.999, "loss": "wgan-gp"}) == "EMA of G"
+    assert train.recipe_label("wgan", {"ema": 0.0, "loss": "wgan"}) == "paper"
+    best_mlp = dataclasses.asdict(train.config_for("mlp", recipe="best"))
+    assert train.recipe_label("mlp", best_mlp) == "EMA of G, wgan-gp loss"
 
 
 def test_instance_noise_and_smoothing_train(small_loader):
