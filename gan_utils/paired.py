@@ -362,6 +362,19 @@ def train_step(net_G: nn.Module, opt_G: torch.optim.Optimizer, x: torch.Tensor,
     return terms
 
 
+def log_terms(history: dict, running: dict, terms: dict, step: int, last: bool) -> None:
+    """Add one step's loss terms to `running`; when `last`, append their means since the previous log to
+    `history` (with the step) and start again. Shared by the paired and unpaired training loops."""
+    for n, v in terms.items():
+        running[n] += v
+    if last:
+        count = step - (history["step"][-1] if history["step"] else 0)
+        history["step"].append(step)
+        for n in running:
+            history[n].append(running[n] / count)
+            running[n] = 0.0
+
+
 def fit_paired(net_G: nn.Module, inputs: torch.Tensor, targets: torch.Tensor, cfg: PairedConfig, *,
                net_D: Optional[nn.Module] = None, feature_net: Optional[nn.Module] = None,
                evaluate: Optional[Callable[[nn.Module], dict]] = None, eval_every: int = 0) -> dict:
@@ -417,14 +430,8 @@ def fit_paired(net_G: nn.Module, inputs: torch.Tensor, targets: torch.Tensor, cf
         if not all(math.isfinite(v) for v in terms.values()):
             raise FloatingPointError(f"a loss became NaN or infinite at step {step}: {terms}; "
                                      "lower lr or adv_weight")
-        for n, v in terms.items():
-            running[n] += v
-        if step % cfg.log_every == 0 or step == cfg.num_steps:
-            count = step - (history["step"][-1] if history["step"] else 0)
-            history["step"].append(step)
-            for n in names:
-                history[n].append(running[n] / count)
-                running[n] = 0.0
+        log_terms(history, running, terms, step,
+                  last=step % cfg.log_every == 0 or step == cfg.num_steps)
         if evaluate is not None and (step % eval_every == 0 or step == cfg.num_steps):
             t0 = time.perf_counter()
             forked = torch.random.fork_rng(devices=[device] if device.type == "cuda" else [])

@@ -212,14 +212,8 @@ def fit_cycle(net_G_AB: nn.Module, net_D_B: nn.Module, domain_a: torch.Tensor,
         if not all(math.isfinite(v) for v in terms.values()):
             raise FloatingPointError(f"a loss became NaN or infinite at step {step}: "
                                      f"{terms}; lower lr")
-        for n, v in terms.items():
-            running[n] += v
-        if step % cfg.log_every == 0 or step == cfg.num_steps:
-            count = step - (history["step"][-1] if history["step"] else 0)
-            history["step"].append(step)
-            for n in names:
-                history[n].append(running[n] / count)
-                running[n] = 0.0
+        paired.log_terms(history, running, terms, step,
+                         last=step % cfg.log_every == 0 or step == cfg.num_steps)
         if evaluate is not None and (step % eval_every == 0 or step == cfg.num_steps):
             t0 = time.perf_counter()
             with train.eval_mode(net_G_AB):  # BatchNorm on its running statistics
