@@ -9,7 +9,9 @@ generators minimise
                      + |G_AB(G_BA(b)) - b|_1)                translated back
         + w_identity * (|G_AB(b) - b|_1 + |G_BA(a) - a|_1)  (optional) keep the target
 
-with the least-squares GAN loss of chapter 9, as the paper does. w_cycle = 0 without
+with the least-squares GAN loss of chapter 9, as the paper does. Chapter 9's lsgan
+carries a factor 1/2 that the paper's generator term (D - 1)^2 lacks, so w_cycle = 10
+here weighs against the adversarial terms like the paper's lambda = 20. w_cycle = 0 without
 G_BA is a plain GAN that only asks G_AB(a) to look like B: nothing in the loss ties the
 output to its input.
 
@@ -92,7 +94,8 @@ def cycle_loss(original: torch.Tensor, reconstructed: torch.Tensor) -> torch.Ten
 @dataclass
 class CycleConfig:
     """How `fit_cycle` trains. Defaults: the paper's Adam (2e-4, betas (0.5, 0.999))
-    and cycle weight 10; the identity term is off (the paper uses it for paintings)."""
+    and cycle weight 10 (against a 1/2-scaled LSGAN term: like the paper's 20); the
+    identity term is off (the paper uses it for paintings). No pool of past fakes."""
 
     num_steps: int = 2000
     batch_size: int = 64
