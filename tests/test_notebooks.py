@@ -68,6 +68,9 @@ def test_chapter_shape(path):
     assert markdown.count(":class: dropdown") >= 3, f"{path.name}: at least 3 exercises with hidden solutions"
     sources = "\n".join("".join(c["source"]) for c in nb["cells"])  # not outputs: base64 images hold any letters
     assert not re.search(r"\b(TODO|FIXME|TBD)\b", sources), f"{path.name}: a placeholder in the text"
+    # a generator script's unfilled slot, e.g. a paragraph that reads VERDICT_TEXT
+    slot = re.search(r"^\s*[A-Z][A-Z0-9]*(_[A-Z0-9]+)+\s*$", markdown, re.M)
+    assert not slot, f"{path.name}: an unfilled placeholder {slot.group(0).strip()!r} in the text"
     imports = "".join("".join(c["source"]) for c in code_cells(nb))
     assert "from gan_utils import" in imports
 
