@@ -182,7 +182,8 @@ def fit_gan(net_G: nn.Module, net_D: nn.Module, images: torch.Tensor,
 def recalibrate(net_G: nn.Module, latent_dim: int, num_batches: int = 8,
                 batch_size: int = 256,
                 generator: Optional[torch.Generator] = None) -> None:
-    """Set G's BatchNorm running statistics to their exact average over fresh noise.
+    """Set G's BatchNorm running statistics to their plain average over `num_batches`
+    batches of fresh noise (8 x 256 = 2,048 z by default), all through the final G.
     In training they trail G's weights (a moving average over past steps), and AnoGAN
     and f-AnoGAN use G in eval mode, so they must describe the final G."""
     norms = [m for m in net_G.modules()
