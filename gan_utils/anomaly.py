@@ -475,17 +475,14 @@ def load_nets(path: Path | str, map_location: str | torch.device = "cpu"
 
 def pretrained_names() -> list[str]:
     """The shipped detectors of this installation, e.g. 'holdout-7'."""
-    return sorted(p.stem for p in PRETRAINED_DIR.glob("*.pt"))
+    return checkpoints.shipped_names(PRETRAINED_DIR)
 
 
 def load_pretrained(name: str, map_location: str | torch.device = "cpu"
                     ) -> tuple[dict[str, nn.Module], dict]:
     """A shipped detector by name (seed-0 nets of chapter 17's full run):
     returns (nets, info)."""
-    path = PRETRAINED_DIR / f"{name}.pt"
-    if not path.is_file():
-        raise ValueError(f"no shipped detector named {name!r} (available: "
-                         f"{', '.join(pretrained_names()) or 'none'})")
+    path = checkpoints.shipped_file(PRETRAINED_DIR, name, "shipped detector")
     return load_nets(path, map_location)
 
 

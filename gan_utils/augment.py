@@ -456,14 +456,11 @@ def load_generator(path: Path | str, map_location: str | torch.device = "cpu"
 
 def pretrained_names() -> list[str]:
     """The shipped subset generators, e.g. 'cgan-10-per-class'."""
-    return sorted(p.stem for p in PRETRAINED_DIR.glob("*.pt"))
+    return checkpoints.shipped_names(PRETRAINED_DIR)
 
 
 def load_pretrained(name: str, map_location: str | torch.device = "cpu"
                     ) -> tuple[models.DCGANGenerator, dict]:
     """A shipped generator by name: the seed-0 subset cGANs of chapter 16's full run."""
-    path = PRETRAINED_DIR / f"{name}.pt"
-    if not path.is_file():
-        raise ValueError(f"no shipped generator named {name!r} (available: "
-                         f"{', '.join(pretrained_names()) or 'none'})")
+    path = checkpoints.shipped_file(PRETRAINED_DIR, name, "shipped generator")
     return load_generator(path, map_location)

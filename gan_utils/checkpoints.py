@@ -346,15 +346,25 @@ def export_generator(run: Path | str, path: Path | str, which: str = "best", *, 
     return save_generator(path, weights, cfg, half=True, **info)
 
 
+def shipped_names(folder: Path) -> list[str]:
+    """The names of the .pt files shipped in `folder` (PRETRAINED_DIR or one of its subfolders)."""
+    return sorted(p.stem for p in folder.glob("*.pt"))
+
+
+def shipped_file(folder: Path, name: str, what: str) -> Path:
+    """The shipped file `folder`/NAME.pt; a ValueError naming the available ones ("no {what} named ...")
+    if there is none. Every module's load_pretrained goes through here."""
+    path = folder / f"{name}.pt"
+    if not path.is_file():
+        raise ValueError(f"no {what} named {name!r} (available: {', '.join(shipped_names(folder)) or 'none'})")
+    return path
+
+
 def pretrained_names() -> list[str]:
     """Models with a pretrained generator in this installation."""
-    return sorted(p.stem for p in PRETRAINED_DIR.glob("*.pt"))
+    return shipped_names(PRETRAINED_DIR)
 
 
 def load_pretrained(name: str, map_location: str | torch.device = "cpu") -> tuple[nn.Module, dict]:
     """The shipped generator of a model name, fp32, in eval mode on `map_location`; returns (net_G, info)."""
-    path = PRETRAINED_DIR / f"{name}.pt"
-    if not path.is_file():
-        known = ", ".join(pretrained_names()) or "none"
-        raise ValueError(f"no pretrained generator named {name!r} (available: {known})")
-    return load_generator_file(path, map_location)
+    return load_generator_file(shipped_file(PRETRAINED_DIR, name, "pretrained generator"), map_location)

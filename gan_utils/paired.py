@@ -73,10 +73,10 @@ def erase_rows(images: torch.Tensor, start: int) -> torch.Tensor:
     return out
 
 
-def _check_images(images: torch.Tensor) -> None:
+def _check_images(images: torch.Tensor, name: str = "images") -> None:
     if images.dim() != 4:
-        raise ValueError(f"expected images (N, C, H, W), got shape {tuple(images.shape)}")
-    data.check_pixel_range(images, "images")
+        raise ValueError(f"expected {name} (N, C, H, W), got shape {tuple(images.shape)}")
+    data.check_pixel_range(images, name)
 
 
 def bicubic(low: torch.Tensor, factor: int) -> torch.Tensor:
@@ -540,12 +540,9 @@ def load_net(path: Path | str, map_location: str | torch.device = "cpu") -> tupl
 
 def pretrained_names() -> list[str]:
     """The shipped nets of this installation, e.g. 'sr4-pixel'."""
-    return sorted(p.stem for p in PRETRAINED_DIR.glob("*.pt"))
+    return checkpoints.shipped_names(PRETRAINED_DIR)
 
 
 def load_pretrained(name: str, map_location: str | torch.device = "cpu") -> tuple[SRNet | UNet, dict]:
     """A shipped net by name (the seed-0 nets of chapters 13 and 14's full runs); returns (net, info)."""
-    path = PRETRAINED_DIR / f"{name}.pt"
-    if not path.is_file():
-        raise ValueError(f"no shipped net named {name!r} (available: {', '.join(pretrained_names()) or 'none'})")
-    return load_net(path, map_location)
+    return load_net(checkpoints.shipped_file(PRETRAINED_DIR, name, "shipped net"), map_location)

@@ -38,7 +38,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from . import checkpoints, data, losses, paired, train
+from . import checkpoints, losses, paired, train
 
 __all__ = ["bolden", "make_domains", "cycle_loss", "CycleConfig", "cycle_step",
            "fit_cycle", "translate", "evaluate_translation", "save_net",
@@ -74,11 +74,7 @@ def make_domains(images: torch.Tensor, style: Callable[[torch.Tensor], torch.Ten
     return images[index_a], style(images[index_b]), index_a, index_b
 
 
-def _check_images(images: torch.Tensor, name: str = "images") -> None:
-    if images.dim() != 4:
-        raise ValueError(f"expected {name} (N, C, H, W), "
-                         f"got shape {tuple(images.shape)}")
-    data.check_pixel_range(images, name)
+_check_images = paired._check_images  # (N, C, H, W) in [-1, 1]
 
 
 # --- the losses and one step ----------------------------------------------------------
@@ -270,15 +266,12 @@ def save_net(path: Path | str, net: paired.UNet, **info) -> Path:
 
 def pretrained_names() -> list[str]:
     """The shipped generators of this installation, e.g. 'cyclegan-AB'."""
-    return sorted(p.stem for p in PRETRAINED_DIR.glob("*.pt"))
+    return checkpoints.shipped_names(PRETRAINED_DIR)
 
 
 def load_pretrained(name: str,
                     map_location: str | torch.device = "cpu") -> tuple[nn.Module, dict]:
     """A shipped generator by name (the seed-0 nets of chapter 15's full run);
     returns (net, info)."""
-    path = PRETRAINED_DIR / f"{name}.pt"
-    if not path.is_file():
-        raise ValueError(f"no shipped net named {name!r} "
-                         f"(available: {', '.join(pretrained_names()) or 'none'})")
+    path = checkpoints.shipped_file(PRETRAINED_DIR, name, "shipped net")
     return paired.load_net(path, map_location)
