@@ -14,14 +14,16 @@ and the best FID of each variant, with the EMA and without.
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import statistics
 import sys
+import tempfile
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from gan_utils import data, models, train  # noqa: E402
+from gan_utils import data, metrics, models, train  # noqa: E402
 
 # TrainConfig fields each variant changes, on top of the model's --base recipe.
 VARIANTS = {
@@ -34,15 +36,25 @@ VARIANTS = {
     "lsgan": {"loss": "lsgan"},                     # Mao et al. 2017: least squares
     "wgan-gp": {"loss": "wgan-gp", "lr_G": 1e-4, "lr_D": 1e-4, "beta1": 0.0, "beta2": 0.9, "k": 5},
     "slow": {"lr_G": 1e-4, "lr_D": 1e-4},           # both nets at half the article's step
+    # the same recipe with another D (DCGAN family only): the key "D" holds DCGANDiscriminator's options
+    "sn": {"D": {"norm": "none", "spectral_norm": True}},  # Miyato et al. 2018: SN in place of BatchNorm
+    "mbstd": {"D": {"minibatch_std": True}},               # Karras et al. 2018: a batch-variety map
 }
 
 
 def run_one(model: str, base: str, variant: str, seed: int, args) -> dict:
+    changes = dict(VARIANTS[variant])
+    d_options = changes.pop("D", None)
     cfg = train.config_for(model, recipe=base, num_epochs=args.epochs, seed=seed, ema=args.ema,
                            eval_every=args.eval_every, eval_n=args.eval_n, progress=False, amp=args.amp,
-                           **VARIANTS[variant])
+                           **changes)
     train.seed_everything(seed)
-    net_G, net_D = models.build(model, cfg.latent_dim)
+    net_G, net_D = models.build(model, cfg.latent_dim)  # G's start is the same in every variant
+    if d_options is not None:
+        if not isinstance(net_D, models.DCGANDiscriminator) or net_D.num_classes is not None:
+            raise SystemExit(f"variant {variant!r} swaps the DCGAN discriminator; {model!r} has another D")
+        net_D = models.DCGANDiscriminator(net_D.img_shape, **d_options)
+        net_D.apply(models.dcgan_init)
     loader = data.mnist_loader(batch_size=cfg.batch_size, subset=args.subset, seed=seed)
     raw = []
 
@@ -51,16 +63,23 @@ def run_one(model: str, base: str, variant: str, seed: int, args) -> dict:
             raw.append({"epoch": epoch + 1, **train.score(net_G, cfg.eval_n, seed=cfg.seed)})
 
     t0 = time.perf_counter()
-    history = train.fit(net_G, net_D, loader, cfg, on_epoch_end=score_raw)
+    with tempfile.TemporaryDirectory() as run_dir:
+        history = train.fit(net_G, net_D, loader, cfg, out_dir=run_dir, on_epoch_end=score_raw)
+        ema_state = train.load_checkpoint(run_dir).get("ema_G")
+    # the class mix of the final samples (of the EMA if kept): largest over smallest share of a digit
+    final_G = copy.deepcopy(net_G)
+    if ema_state:
+        final_G.load_state_dict(ema_state)
+    share = metrics.class_histogram(train.generate(final_G, cfg.eval_n, seed=cfg.seed))
     return {"model": model, "variant": variant, "seed": seed, "epochs": args.epochs,
             "train_s": sum(history.epoch_time), "wall_s": time.perf_counter() - t0,
-            "ema": history.evals, "raw": raw}
+            "ema": history.evals, "raw": raw, "class_ratio": float(share.max() / share.min().clamp_min(1e-4))}
 
 
-def _spread(values: list[float]) -> str:
+def _spread(values: list[float], digits: int = 1) -> str:
     if len(values) == 1:
-        return f"{values[0]:7.1f}"
-    return f"{statistics.mean(values):7.1f} [{min(values):.1f}-{max(values):.1f}]"
+        return f"{values[0]:7.{digits}f}"
+    return f"{statistics.mean(values):7.{digits}f} [{min(values):.{digits}f}-{max(values):.{digits}f}]"
 
 
 def main() -> None:
@@ -83,7 +102,8 @@ def main() -> None:
     if out is not None and out.exists():
         results = json.loads(out.read_text())
     done = {(r["variant"], r["seed"], r["epochs"]) for r in results if r["model"] == args.model}
-    print(f"{'variant':>12} {'seed':>4} {'FID ema':>8} {'FID raw':>8} {'best ema':>8} {'recall':>6} {'train s':>8}")
+    print(f"{'variant':>12} {'seed':>4} {'FID ema':>8} {'FID raw':>8} {'best ema':>8} {'recall':>6} "
+          f"{'max/min':>7} {'train s':>8}")
     for variant in args.variants:
         for seed in args.seeds:
             if (variant, seed, args.epochs) in done:
@@ -95,9 +115,10 @@ def main() -> None:
                 out.write_text(json.dumps(results, indent=1))
             last, best = r["ema"][-1], min(r["ema"], key=lambda row: row["fid"])
             print(f"{variant:>12} {seed:>4} {last['fid']:8.1f} {r['raw'][-1]['fid']:8.1f} {best['fid']:8.1f} "
-                  f"{last['recall']:6.3f} {r['train_s']:8.0f}", flush=True)
+                  f"{last['recall']:6.3f} {r['class_ratio']:7.2f} {r['train_s']:8.0f}", flush=True)
     print(f"\n{args.model}, {args.epochs} epochs, FID at n={args.eval_n}: mean [min-max] over seeds {args.seeds}")
-    print(f"{'variant':>12} {'final, EMA':>22} {'final, raw G':>22} {'best, EMA':>22} {'recall, EMA':>12}")
+    print(f"{'variant':>12} {'final, EMA':>22} {'final, raw G':>22} {'best, EMA':>22} {'recall, EMA':>12} "
+          f"{'class max/min':>22}")
     for variant in args.variants:
         rows = [r for r in results if r["model"] == args.model and r["variant"] == variant
                 and r["epochs"] == args.epochs and r["seed"] in args.seeds]
@@ -106,7 +127,8 @@ def main() -> None:
         print(f"{variant:>12} {_spread([r['ema'][-1]['fid'] for r in rows]):>22} "
               f"{_spread([r['raw'][-1]['fid'] for r in rows]):>22} "
               f"{_spread([min(row['fid'] for row in r['ema']) for r in rows]):>22} "
-              f"{statistics.mean(r['ema'][-1]['recall'] for r in rows):12.3f}")
+              f"{statistics.mean(r['ema'][-1]['recall'] for r in rows):12.3f} "
+              f"{_spread([r.get('class_ratio', float('nan')) for r in rows], 2):>22}")
 
 
 if __name__ == "__main__":

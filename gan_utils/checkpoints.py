@@ -360,6 +360,23 @@ def shipped_file(folder: Path, name: str, what: str) -> Path:
     return path
 
 
+RECORDS_DIR = PRETRAINED_DIR / "records"  # long runs' scores that a chapter shows instead of training
+
+
+def load_record(name: str) -> dict:
+    """A shipped record of a run too long for a chapter's own run (benchmarks/ write them; their docstrings
+    say how): a dict of tensors, lists and numbers, loaded with `weights_only=True`."""
+    path = shipped_file(RECORDS_DIR, name, "record")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise CheckpointError(f"{path} cannot be read as a record ({type(exc).__name__}); reinstall gan_utils "
+                              "or rerun the benchmark that writes it") from None
+    if not isinstance(state, dict) or not str(state.get("format", "")).startswith("gan_utils."):
+        raise CheckpointError(f"{path} is not a gan_utils record")
+    return state
+
+
 def pretrained_names() -> list[str]:
     """Models with a pretrained generator in this installation."""
     return shipped_names(PRETRAINED_DIR)

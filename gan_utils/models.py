@@ -11,6 +11,7 @@ from typing import Optional, Sequence
 
 import torch
 from torch import nn
+from torch.nn.utils import parametrize
 
 
 def _check_latent(z: torch.Tensor, latent_dim: int) -> None:
@@ -155,6 +156,33 @@ def _norm2d(kind: str, channels: int) -> nn.Module:
     raise ValueError(f"norm must be 'batch', 'layer' or 'none', got {kind!r}")
 
 
+class MinibatchStd(nn.Module):
+    """Minibatch standard deviation (Karras et al. 2018): append one feature map that holds how varied the
+    batch is, the standard deviation of every feature over the batch, averaged to one number.
+
+    A generator that draws one image for every z makes batches with a small value here, which a D can then
+    reject: it sees a statistic of the whole batch, not only one image at a time. (B, C, H, W) ->
+    (B, C + 1, H, W). D sees real and fake batches separately (train.update_D), so each batch is one kind.
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        std = (x.float().var(dim=0, unbiased=False) + 1e-8).sqrt().mean().to(x.dtype)  # one number
+        return torch.cat([x, std.expand(x.shape[0], 1, *x.shape[2:])], dim=1)  # (B, C + 1, H, W)
+
+
+def add_spectral_norm(module: nn.Module) -> nn.Module:
+    """Spectral normalisation (Miyato et al. 2018) on every Conv2d and Linear inside `module`, in place.
+
+    Each weight W is used as W / sigma(W), with sigma its largest singular value, estimated by one step of
+    power iteration per training forward: every layer is then 1-Lipschitz, which bounds how sharply D can
+    change between nearby images. Returns `module`.
+    """
+    for layer in list(module.modules()):
+        if isinstance(layer, (nn.Conv2d, nn.Linear)) and not parametrize.is_parametrized(layer, "weight"):
+            nn.utils.parametrizations.spectral_norm(layer)
+    return module
+
+
 # Square sizes the DCGAN family makes. 28: the book's MNIST layout (a 7x7 start, two stride-2 layers and a
 # 3x3 conv). Powers of two: Radford et al.'s layout, a 4x4 start and one stride-2 layer per doubling.
 DCGAN_SIZES = (28, 32, 64, 128)
@@ -231,30 +259,36 @@ class DCGANDiscriminator(nn.Module):
 
     The mirror of DCGANGenerator at each size: at 64, (C, 64, 64) -> 64x32x32 -> 128x16x16 -> 256x8x8 ->
     512x4x4 -> logit. norm='layer' (or 'none') for a WGAN-GP critic; with `num_classes`, a projection
-    discriminator (Miyato & Koyama 2018): logit = w.h + embed(y).h.
+    discriminator (Miyato & Koyama 2018): logit = w.h + embed(y).h. Two stabilisers that chapter 10
+    measures: `minibatch_std` adds a MinibatchStd map before the last layer (at 28: before the 3x3 conv),
+    `spectral_norm` normalises every conv and linear weight (add_spectral_norm; usually with norm='none').
     """
 
     def __init__(self, img_shape: Sequence[int] = (1, 28, 28), width: Optional[int] = None, norm: str = "batch",
-                 num_classes: Optional[int] = None):
+                 num_classes: Optional[int] = None, minibatch_std: bool = False, spectral_norm: bool = False):
         super().__init__()
         channels, size, doublings = dcgan_layout(img_shape, "DCGANDiscriminator")
         self.img_shape, self.num_classes = tuple(img_shape), num_classes
+        extra = int(minibatch_std)  # the one map MinibatchStd appends
         if doublings:
-            self.features, feat = _radford_features(channels, doublings, width or 64, norm)
+            self.features, feat = _radford_features(channels, doublings, width or 64, norm, minibatch_std)
         else:
             w = width or 32
             self.features = nn.Sequential(
                 nn.Conv2d(channels, w, 4, 2, 1), nn.LeakyReLU(0.2, inplace=True),  # (B, w, 14, 14)
                 nn.Conv2d(w, 2 * w, 4, 2, 1, bias=False), _norm2d(norm, 2 * w), nn.LeakyReLU(0.2, inplace=True),
                 # (B, 2w, 7, 7)
-                nn.Conv2d(2 * w, 4 * w, 3, 1, 1, bias=False), _norm2d(norm, 4 * w), nn.LeakyReLU(0.2, inplace=True),
-                # (B, 4w, 7, 7)
+                *([MinibatchStd()] if minibatch_std else []),                      # (B, 2w + 1, 7, 7)
+                nn.Conv2d(2 * w + extra, 4 * w, 3, 1, 1, bias=False), _norm2d(norm, 4 * w),
+                nn.LeakyReLU(0.2, inplace=True),                                    # (B, 4w, 7, 7)
                 nn.Flatten(),                                                       # (B, 4w*7*7)
             )
             feat = 4 * w * 7 * 7
         self.head = nn.Linear(feat, 1)  # (B, 1) logit or critic score, never a Sigmoid
         if num_classes is not None:
             self.embed = nn.Embedding(num_classes, feat)
+        if spectral_norm:
+            add_spectral_norm(self)  # convs and linears; a class table (Embedding) is left as it is
 
     def forward(
         self, x: torch.Tensor, labels: Optional[torch.Tensor] = None
@@ -270,13 +304,16 @@ class DCGANDiscriminator(nn.Module):
         return out
 
 
-def _radford_features(channels: int, doublings: int, w: int, norm: str) -> tuple[nn.Sequential, int]:
+def _radford_features(channels: int, doublings: int, w: int, norm: str,
+                      minibatch_std: bool = False) -> tuple[nn.Sequential, int]:
     widths = [w * 2 ** i for i in range(doublings)]  # at 64: [w, 2w, 4w, 8w]
     layers = [nn.Conv2d(channels, widths[0], 4, 2, 1), nn.LeakyReLU(0.2, inplace=True)]  # (B, w, S/2, S/2), no BN
     for c_in, c_out in zip(widths, widths[1:]):  # each layer: (B, c_in, s, s) -> (B, 2 c_in, s/2, s/2)
         layers += [nn.Conv2d(c_in, c_out, 4, 2, 1, bias=False), _norm2d(norm, c_out), nn.LeakyReLU(0.2, inplace=True)]
+    if minibatch_std:
+        layers.append(MinibatchStd())  # (B, 8w + 1, 4, 4)
     layers.append(nn.Flatten())  # (B, 8w*4*4): the head's Linear is the paper's last 4x4 conv to one logit
-    return nn.Sequential(*layers), widths[-1] * 4 * 4
+    return nn.Sequential(*layers), (widths[-1] + int(minibatch_std)) * 4 * 4
 
 
 def check_label_range(labels: torch.Tensor, num_classes: int) -> None:
@@ -305,7 +342,10 @@ def dcgan_init(module: nn.Module) -> None:
     started that way learned one image per class (chapter 8 measures it).
     """
     if isinstance(module, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear, nn.Embedding)):
-        nn.init.normal_(module.weight, 0.0, 0.02)
+        if parametrize.is_parametrized(module, "weight"):  # spectral norm: initialise the stored weight
+            nn.init.normal_(module.parametrizations.weight.original, 0.0, 0.02)
+        else:
+            nn.init.normal_(module.weight, 0.0, 0.02)
         if getattr(module, "bias", None) is not None:  # an Embedding has none
             nn.init.zeros_(module.bias)
     elif isinstance(module, (nn.BatchNorm1d, nn.BatchNorm2d, nn.GroupNorm)):

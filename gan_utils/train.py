@@ -25,8 +25,8 @@ from torch import nn
 from . import checkpoints, data, distributed, losses, models
 from .checkpoints import (  # re-exported: chapters call train.load_checkpoint, train.load_pretrained, ...
     BEST_NAME, CHECKPOINT_FORMAT, CHECKPOINT_NAME, PRETRAINED_DIR, PRETRAINED_FORMAT, CheckpointError,
-    export_generator, load_checkpoint, load_generator, load_pretrained, pretrained_names, save_checkpoint,
-    save_generator,
+    export_generator, load_checkpoint, load_generator, load_pretrained, load_record, pretrained_names,
+    save_checkpoint, save_generator,
 )
 
 # Quick mode: the tests (and an impatient reader) set GAN_QUICK=1 to cut every long loop.

@@ -1,6 +1,7 @@
 """Every model's shapes and parameter counts, at MNIST's size and another."""
 import pytest
 import torch
+from torch.nn.utils import parametrize
 
 from gan_utils import models
 
@@ -179,3 +180,51 @@ def test_a_size_the_dcgan_family_cannot_make_names_the_sizes_it_can(shape):
     for name in ("dcgan", "cgan", "wgan-gp"):
         with pytest.raises(ValueError, match=r"square images of 28, 32, 64, 128 pixels.*--image-size"):
             models.build(name, img_shape=shape)
+
+
+def test_minibatch_std_appends_the_batch_mean_std():
+    x = torch.randn(6, 3, 5, 5)
+    out = models.MinibatchStd()(x)
+    assert out.shape == (6, 4, 5, 5)
+    torch.testing.assert_close(out[:, :3], x)
+    # closed form: the population std of each of the 75 features over the 6 samples, averaged
+    expected = (x.var(dim=0, unbiased=False) + 1e-8).sqrt().mean()
+    torch.testing.assert_close(out[:, 3], expected.expand(6, 5, 5))
+    # a batch of one image has no spread: the map is ~0, not NaN
+    single = models.MinibatchStd()(x[:1])
+    assert torch.isfinite(single).all() and single[:, 3].abs().max() < 1e-3
+    # a collapsed batch (one image repeated) scores lower than a varied one
+    same = x[:1].expand(6, -1, -1, -1)
+    assert models.MinibatchStd()(same)[0, 3, 0, 0] < out[0, 3, 0, 0]
+
+
+@pytest.mark.parametrize("shape", [(1, 28, 28), (3, 32, 32), (3, 64, 64)])
+def test_discriminator_stabiliser_options_keep_shapes(shape):
+    for options in ({"minibatch_std": True}, {"spectral_norm": True, "norm": "none"},
+                    {"spectral_norm": True, "minibatch_std": True}):
+        net_D = models.DCGANDiscriminator(shape, **options)
+        net_D.apply(models.dcgan_init)
+        assert net_D(torch.randn(4, *shape)).shape == (4,)
+    with_std = models.DCGANDiscriminator(shape, minibatch_std=True)
+    assert any(isinstance(m, models.MinibatchStd) for m in with_std.modules())
+
+
+def test_spectral_norm_bounds_every_layer_and_keeps_dcgan_init():
+    torch.manual_seed(0)
+    net_D = models.DCGANDiscriminator(norm="none", spectral_norm=True)
+    net_D.apply(models.dcgan_init)
+    layers = [m for m in net_D.modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear))]
+    assert layers and all(parametrize.is_parametrized(m, "weight") for m in layers)
+    # the init reached the stored weights (N(0, 0.02)), not a throwaway copy
+    stored = torch.cat([m.parametrizations.weight.original.flatten() for m in layers])
+    assert abs(stored.std().item() - 0.02) < 0.002
+    net_D.train()
+    for _ in range(50):  # power iteration: one step per training forward
+        net_D(torch.randn(8, 1, 28, 28))
+    net_D.eval()
+    for m in layers:  # largest singular value of each weight, reshaped to (out, -1), is 1
+        sigma = torch.linalg.matrix_norm(m.weight.detach().flatten(1), ord=2)
+        assert abs(sigma.item() - 1.0) < 0.02, (m, sigma)
+    # applying it twice does not stack two normalisations
+    models.add_spectral_norm(net_D)
+    assert len(net_D.head.parametrizations.weight) == 1

@@ -155,3 +155,60 @@ def test_table_renders_markdown_with_formats_and_blanks():
     md = viz.table([{"model": "cgan", "fid": 9.333}, {"model": "real"}],
                    {"model": ("model", "{}"), "fid": ("FID", "{:.1f}")}).data
     assert md.splitlines() == ["| model | FID |", "| --- | ---: |", "| cgan | 9.3 |", "| real |  |"]
+
+
+def test_stabiliser_benchmark_swaps_only_the_discriminator(monkeypatch):
+    """benchmarks/stabilisers.py 'sn' and 'mbstd': same G start, another D, a short real run that reports
+    the class mix; a model without the DCGAN D is refused."""
+    import argparse
+    import importlib.util
+    from pathlib import Path
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "stabilisers.py"
+    spec = importlib.util.spec_from_file_location("stabilisers", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    built = []
+    real_fit = train.fit
+
+    def spy_fit(net_G, net_D, *args, **kw):
+        built.append(({k: v.clone() for k, v in net_G.state_dict().items()}, net_D))
+        return real_fit(net_G, net_D, *args, **kw)
+
+    monkeypatch.setattr(bench.train, "fit", spy_fit)
+    args = argparse.Namespace(epochs=1, ema=0.999, eval_every=1, eval_n=50, amp=False, subset=256)
+    rows = [bench.run_one("dcgan", "best", v, 0, args) for v in ("article", "sn", "mbstd")]
+    for (state, _), (other, _) in zip(built, built[1:]):
+        for key in state:
+            torch.testing.assert_close(state[key], other[key])  # G's start is the same
+    from torch.nn.utils import parametrize
+    assert not any(parametrize.is_parametrized(m) for m in built[0][1].modules())
+    assert parametrize.is_parametrized(built[1][1].head, "weight")
+    assert any(isinstance(m, models.MinibatchStd) for m in built[2][1].modules())
+    assert all(r["class_ratio"] >= 1.0 and len(r["ema"]) == 1 for r in rows)
+    with pytest.raises(SystemExit, match="DCGAN discriminator"):
+        bench.run_one("mlp", "article", "sn", 0, args)
+
+
+def test_the_article100_record_chapter_6_reads_is_complete():
+    record = train.load_record("article100-seed0")
+    assert record["format"] == "gan_utils.article100.v1" and record["seed"] == 0 and record["eval_n"] == 2000
+    assert set(record["loops"]) == {"article", "engine"}
+    for loop in record["loops"].values():
+        rows = loop["rows"]
+        assert {"fid", "recall", "coverage", "spread", "D_x", "D_G_z", "loss_G_max"} <= set(rows)
+        assert all(len(values) == 100 and torch.isfinite(values).all() for values in rows.values())
+        assert {15, 50, 100} <= set(loop["samples"])
+        assert all(s.dtype == torch.uint8 and s.shape == (36, 1, 28, 28) for s in loop["samples"].values())
+        assert loop["train_s"] > 0
+
+
+def test_load_record_names_what_exists_and_refuses_a_broken_file(tmp_path, monkeypatch):
+    with pytest.raises(ValueError, match="no record named 'nope' .*article100-seed0"):
+        train.load_record("nope")
+    monkeypatch.setattr(checkpoints, "RECORDS_DIR", tmp_path)
+    (tmp_path / "broken.pt").write_bytes(b"not a torch file")
+    with pytest.raises(checkpoints.CheckpointError, match="cannot be read as a record"):
+        train.load_record("broken")
+    torch.save({"format": "someone.else"}, tmp_path / "foreign.pt")
+    with pytest.raises(checkpoints.CheckpointError, match="not a gan_utils record"):
+        train.load_record("foreign")
