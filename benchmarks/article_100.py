@@ -125,21 +125,34 @@ def run_article(seed: int, epochs: int, eval_n: int, out: Path) -> None:
             "G": net_G.state_dict(), "D": net_D.state_dict(), "opt_G": opt_G.state_dict(),
             "opt_D": opt_D.state_dict(), "rng": torch.get_rng_state(),
             "steps": {k: torch.tensor(v) for k, v in steps.items()}, "rows": rows, "kept": kept,
-            "train_s": train_s})
+            "train_s": train_s, "eval_n": eval_n})
 
 
 def run_engine(seed: int, epochs: int, eval_n: int, out: Path) -> None:
     train.seed_everything(seed)
     net_G, net_D = models.MLPGenerator(latent_dim=100), models.MLPDiscriminator()
-    loader = data.mnist_loader(batch_size=128)
+    loader = data.mnist_loader(batch_size=128, seed=seed)
     cfg = train.TrainConfig(num_epochs=epochs, eval_every=1, eval_n=eval_n, seed=seed, progress=False)
+    state_file, ckpt_dir = out / "rows.pt", out / "run"
     rows, kept = [], {}
-    state_file = out / "rows.pt"
-    if state_file.is_file():
-        state = torch.load(state_file, weights_only=True)
-        rows, kept = state["rows"], state["kept"]
-        if (out / "run" / checkpoints.CHECKPOINT_NAME).is_file():  # killed between the two writes
-            rows = rows[:train.load_checkpoint(out / "run")["epoch"]]
+    if (ckpt_dir / checkpoints.CHECKPOINT_NAME).is_file():
+        # fit writes its checkpoint before on_epoch_end writes the rows: keep the rows of the epochs the
+        # checkpoint holds, and score again the one epoch a stop between the two writes may have lost
+        ckpt = train.load_checkpoint(ckpt_dir)
+        done = int(ckpt["epoch"])
+        if state_file.is_file():
+            state = torch.load(state_file, weights_only=True)
+            rows, kept = state["rows"][:done], {e: s for e, s in state["kept"].items() if e <= done}
+        if len(rows) == done - 1:
+            last_G = models.MLPGenerator(latent_dim=100)
+            last_G.load_state_dict(ckpt["net_G"])
+            steps = {k: v.tolist() for k, v in ckpt["history"]["steps"].items()}
+            row, samples = epoch_row(last_G, steps, len(loader), eval_n)
+            rows.append(row)
+            if done in KEEP_SAMPLES:
+                kept[done] = to_uint8(samples[:36])
+        if len(rows) != done:
+            raise SystemExit(f"{state_file} has {len(rows)} epochs, the checkpoint {done}: delete {out} and rerun")
 
     def on_epoch_end(epoch: int, history: train.History) -> None:
         n = len(loader)
@@ -149,17 +162,22 @@ def run_engine(seed: int, epochs: int, eval_n: int, out: Path) -> None:
             kept[epoch + 1] = to_uint8(samples[:36])
         print(f"engine epoch {epoch + 1}: FID {row['fid']:.1f} recall {row['recall']:.3f} spread "
               f"{row['spread']:.1f} D(x) {row['D_x']:.3f} D(G(z)) {row['D_G_z']:.3f}", flush=True)
-        checkpoints.save_checkpoint(state_file, {"rows": rows, "kept": kept,
+        checkpoints.save_checkpoint(state_file, {"rows": rows, "kept": kept, "eval_n": eval_n,
                                                  "train_s": sum(history.epoch_time)})
 
-    train.fit(net_G, net_D, loader, cfg, out_dir=out / "run", resume=True, on_epoch_end=on_epoch_end)
+    train.fit(net_G, net_D, loader, cfg, out_dir=ckpt_dir, resume=True, on_epoch_end=on_epoch_end)
 
 
-def merge(seed: int, root: Path, eval_n: int) -> Path:
-    record = {"format": FORMAT, "seed": seed, "eval_n": eval_n, "loops": {}}
+def merge(seed: int, root: Path, epochs: int) -> Path:
+    record = {"format": FORMAT, "seed": seed, "loops": {}}
     for loop, name in (("article", "state.pt"), ("engine", "rows.pt")):
         state = torch.load(root / f"{loop}-s{seed}" / name, weights_only=True)
         rows = state["rows"]
+        if len(rows) != epochs:
+            raise SystemExit(f"{loop} seed {seed} has {len(rows)} of {epochs} epochs: let it finish (it resumes)")
+        eval_n = int(state.get("eval_n", 2000))  # the seed-0 runs stored none; they used 2,000
+        if record.setdefault("eval_n", eval_n) != eval_n:
+            raise SystemExit(f"the two loops were scored with different --eval-n ({record['eval_n']}, {eval_n})")
         # the last epoch's G, scored as the shipped generators are: n = 10,000, noise seed 0
         weights = state["G"] if loop == "article" else train.load_checkpoint(root / f"{loop}-s{seed}" / "run")["net_G"]
         net_G = models.MLPGenerator(latent_dim=100)
@@ -183,7 +201,7 @@ def main() -> None:
     args = p.parse_args()
     root = Path(args.root)
     if args.merge:
-        print("wrote", merge(args.seed, root, args.eval_n))
+        print("wrote", merge(args.seed, root, args.epochs))
         return
     if args.loop is None:
         p.error("give --loop article or --loop engine (or --merge)")

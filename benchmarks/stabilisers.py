@@ -53,7 +53,8 @@ def run_one(model: str, base: str, variant: str, seed: int, args) -> dict:
     if d_options is not None:
         if not isinstance(net_D, models.DCGANDiscriminator) or net_D.num_classes is not None:
             raise SystemExit(f"variant {variant!r} swaps the DCGAN discriminator; {model!r} has another D")
-        net_D = models.DCGANDiscriminator(net_D.img_shape, **d_options)
+        layout = {"width": net_D.width, "norm": net_D.norm}  # the model's own D, then the variant's change
+        net_D = models.DCGANDiscriminator(net_D.img_shape, **{**layout, **d_options})
         net_D.apply(models.dcgan_init)
     loader = data.mnist_loader(batch_size=cfg.batch_size, subset=args.subset, seed=seed)
     raw = []
@@ -73,7 +74,7 @@ def run_one(model: str, base: str, variant: str, seed: int, args) -> dict:
     share = metrics.class_histogram(train.generate(final_G, cfg.eval_n, seed=cfg.seed))
     return {"model": model, "variant": variant, "seed": seed, "epochs": args.epochs,
             "train_s": sum(history.epoch_time), "wall_s": time.perf_counter() - t0,
-            "ema": history.evals, "raw": raw, "class_ratio": float(share.max() / share.min().clamp_min(1e-4))}
+            "ema": history.evals, "raw": raw, "class_ratio": float(share.max() / share.min()) if share.min() > 0 else float("inf")}
 
 
 def _spread(values: list[float], digits: int = 1) -> str:

@@ -366,14 +366,20 @@ RECORDS_DIR = PRETRAINED_DIR / "records"  # long runs' scores that a chapter sho
 def load_record(name: str) -> dict:
     """A shipped record of a run too long for a chapter's own run (benchmarks/ write them; their docstrings
     say how): a dict of tensors, lists and numbers, loaded with `weights_only=True`."""
-    path = shipped_file(RECORDS_DIR, name, "record")
+    try:
+        path = shipped_file(RECORDS_DIR, name, "record")
+    except ValueError as exc:
+        raise ValueError(f"{exc}; a record is written by its benchmark (for article100-seedN: python "
+                         "benchmarks/article_100.py ... --merge --seed N)") from None
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
-        raise CheckpointError(f"{path} cannot be read as a record ({type(exc).__name__}); reinstall gan_utils "
-                              "or rerun the benchmark that writes it") from None
-    if not isinstance(state, dict) or not str(state.get("format", "")).startswith("gan_utils."):
-        raise CheckpointError(f"{path} is not a gan_utils record")
+        raise CheckpointError(f"{path} cannot be read as a record ({type(exc).__name__}: {exc}); reinstall "
+                              "gan_utils or rerun the benchmark that writes it") from None
+    found = state.get("format") if isinstance(state, dict) else None
+    if not str(found).startswith("gan_utils.") or found in (CHECKPOINT_FORMAT, PRETRAINED_FORMAT):
+        raise CheckpointError(f"{path} is not a gan_utils record (format {found!r}); records live in "
+                              f"{RECORDS_DIR} and are written by the scripts in benchmarks/")
     return state
 
 

@@ -269,6 +269,7 @@ class DCGANDiscriminator(nn.Module):
         super().__init__()
         channels, size, doublings = dcgan_layout(img_shape, "DCGANDiscriminator")
         self.img_shape, self.num_classes = tuple(img_shape), num_classes
+        self.width, self.norm = width, norm  # so a variant can be built with the same layout
         extra = int(minibatch_std)  # the one map MinibatchStd appends
         if doublings:
             self.features, feat = _radford_features(channels, doublings, width or 64, norm, minibatch_std)
@@ -344,6 +345,7 @@ def dcgan_init(module: nn.Module) -> None:
     if isinstance(module, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear, nn.Embedding)):
         if parametrize.is_parametrized(module, "weight"):  # spectral norm: initialise the stored weight
             nn.init.normal_(module.parametrizations.weight.original, 0.0, 0.02)
+            _refit_power_iteration(module)
         else:
             nn.init.normal_(module.weight, 0.0, 0.02)
         if getattr(module, "bias", None) is not None:  # an Embedding has none
@@ -351,6 +353,15 @@ def dcgan_init(module: nn.Module) -> None:
     elif isinstance(module, (nn.BatchNorm1d, nn.BatchNorm2d, nn.GroupNorm)):
         nn.init.normal_(module.weight, 1.0, 0.02)
         nn.init.zeros_(module.bias)
+
+
+def _refit_power_iteration(module: nn.Module, steps: int = 15) -> None:
+    """After a new weight, SN's singular-vector estimates belong to the old one: refit them, so sigma is
+    right from the first training step (the parametrisation does one iteration per training forward)."""
+    for sn in module.parametrizations.weight:
+        if hasattr(sn, "_power_method") and hasattr(sn, "_reshape_weight_to_matrix"):
+            with torch.no_grad():
+                sn._power_method(sn._reshape_weight_to_matrix(module.parametrizations.weight.original), steps)
 
 
 def count_parameters(module: nn.Module) -> int:

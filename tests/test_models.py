@@ -218,6 +218,10 @@ def test_spectral_norm_bounds_every_layer_and_keeps_dcgan_init():
     # the init reached the stored weights (N(0, 0.02)), not a throwaway copy
     stored = torch.cat([m.parametrizations.weight.original.flatten() for m in layers])
     assert abs(stored.std().item() - 0.02) < 0.002
+    net_D.eval()  # no power-iteration step: the estimate refitted after the init is already right
+    for m in layers:
+        sigma = torch.linalg.matrix_norm(m.weight.detach().flatten(1), ord=2)
+        assert abs(sigma.item() - 1.0) < 0.05, (m, sigma)
     net_D.train()
     for _ in range(50):  # power iteration: one step per training forward
         net_D(torch.randn(8, 1, 28, 28))

@@ -187,6 +187,11 @@ def test_stabiliser_benchmark_swaps_only_the_discriminator(monkeypatch):
     assert all(r["class_ratio"] >= 1.0 and len(r["ema"]) == 1 for r in rows)
     with pytest.raises(SystemExit, match="DCGAN discriminator"):
         bench.run_one("mlp", "article", "sn", 0, args)
+    # a variant keeps the model's own layout: the WGAN-GP critic keeps its per-sample normalisation
+    bench.run_one("wgan-gp", "best", "mbstd", 0, args)
+    critic = built[-1][1]
+    assert any(isinstance(m, nn.GroupNorm) for m in critic.modules())
+    assert not any(isinstance(m, nn.BatchNorm2d) for m in critic.modules())
 
 
 def test_the_article100_record_chapter_6_reads_is_complete():
@@ -203,12 +208,15 @@ def test_the_article100_record_chapter_6_reads_is_complete():
 
 
 def test_load_record_names_what_exists_and_refuses_a_broken_file(tmp_path, monkeypatch):
-    with pytest.raises(ValueError, match="no record named 'nope' .*article100-seed0"):
+    with pytest.raises(ValueError, match="no record named 'nope' .*article100-seed0.*--merge"):
         train.load_record("nope")
     monkeypatch.setattr(checkpoints, "RECORDS_DIR", tmp_path)
     (tmp_path / "broken.pt").write_bytes(b"not a torch file")
     with pytest.raises(checkpoints.CheckpointError, match="cannot be read as a record"):
         train.load_record("broken")
     torch.save({"format": "someone.else"}, tmp_path / "foreign.pt")
-    with pytest.raises(checkpoints.CheckpointError, match="not a gan_utils record"):
+    with pytest.raises(checkpoints.CheckpointError, match="not a gan_utils record .*someone.else"):
         train.load_record("foreign")
+    torch.save({"format": checkpoints.PRETRAINED_FORMAT}, tmp_path / "generator.pt")
+    with pytest.raises(checkpoints.CheckpointError, match="not a gan_utils record"):
+        train.load_record("generator")
