@@ -62,10 +62,6 @@ def _fixed(net_G: nn.Module) -> torch.Tensor:
         return net_G(fixed_noise()).cpu()  # (64, 1, 28, 28) in [-1, 1]
 
 
-def to_uint8(images: torch.Tensor) -> torch.Tensor:
-    return ((images.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
-
-
 def run_article(seed: int, epochs: int, eval_n: int, out: Path) -> None:
     import torchvision
     from torchvision import transforms
@@ -118,7 +114,7 @@ def run_article(seed: int, epochs: int, eval_n: int, out: Path) -> None:
         torch.set_rng_state(rng)
         rows.append(row)
         if epoch + 1 in KEEP_SAMPLES:
-            kept[epoch + 1] = to_uint8(samples[:36])
+            kept[epoch + 1] = data.from_unit_range(samples[:36])
         print(f"article epoch {epoch + 1}: FID {row['fid']:.1f} recall {row['recall']:.3f} spread "
               f"{row['spread']:.1f} D(x) {row['D_x']:.3f} D(G(z)) {row['D_G_z']:.3f}", flush=True)
         checkpoints.save_checkpoint(state_file, {
@@ -150,7 +146,7 @@ def run_engine(seed: int, epochs: int, eval_n: int, out: Path) -> None:
             row, samples = epoch_row(last_G, steps, len(loader), eval_n)
             rows.append(row)
             if done in KEEP_SAMPLES:
-                kept[done] = to_uint8(samples[:36])
+                kept[done] = data.from_unit_range(samples[:36])
         if len(rows) != done:
             raise SystemExit(f"{state_file} has {len(rows)} epochs, the checkpoint {done}: delete {out} and rerun")
 
@@ -159,7 +155,7 @@ def run_engine(seed: int, epochs: int, eval_n: int, out: Path) -> None:
         row, samples = epoch_row(net_G, history.steps, n, eval_n)
         rows.append(row)
         if epoch + 1 in KEEP_SAMPLES:
-            kept[epoch + 1] = to_uint8(samples[:36])
+            kept[epoch + 1] = data.from_unit_range(samples[:36])
         print(f"engine epoch {epoch + 1}: FID {row['fid']:.1f} recall {row['recall']:.3f} spread "
               f"{row['spread']:.1f} D(x) {row['D_x']:.3f} D(G(z)) {row['D_G_z']:.3f}", flush=True)
         checkpoints.save_checkpoint(state_file, {"rows": rows, "kept": kept, "eval_n": eval_n,

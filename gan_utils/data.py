@@ -231,6 +231,11 @@ def to_unit_range(x: torch.Tensor) -> torch.Tensor:
     return x.float().div_(127.5).sub_(1.0)
 
 
+def from_unit_range(x: torch.Tensor) -> torch.Tensor:
+    """float [-1, 1] -> uint8 [0, 255], rounded and clamped: the inverse of to_unit_range, for storing samples."""
+    return ((x.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
+
+
 def check_pixel_range(images: torch.Tensor, name: str = "images") -> None:
     """Raise a ValueError that says what to do unless `images` are floats in [-1, 1] (not [0, 1], not [0, 255])."""
     if not images.is_floating_point():

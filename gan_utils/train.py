@@ -827,7 +827,7 @@ def _fixed_grid(net_G: nn.Module, z_fixed: torch.Tensor, labels: Optional[torch.
     net_G.train(was_training)
     if images.dim() != 4:
         return images.cpu()  # toy points (N, D), kept as they are
-    return ((images.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).cpu()  # (N, C, H, W) uint8
+    return data.from_unit_range(images).cpu()  # (N, C, H, W) uint8
 
 
 @contextlib.contextmanager

@@ -120,3 +120,10 @@ def test_toy_distributions():
     assert ring.shape == (4000, 2) and torch.bincount(nearest, minlength=8).min() > 400
     assert torch.cdist(ring, centers).min(1).values.max() < 0.5
     assert data.grid_of_gaussians(100, seed=0).shape == (100, 2) and data.grid_centers().shape == (25, 2)
+
+
+def test_from_unit_range_inverts_to_unit_range():
+    pixels = torch.arange(256, dtype=torch.uint8)
+    assert torch.equal(data.from_unit_range(data.to_unit_range(pixels)), pixels)
+    # out-of-range values (a G without Tanh) are clamped, not wrapped around
+    assert data.from_unit_range(torch.tensor([-3.0, 3.0])).tolist() == [0, 255]
