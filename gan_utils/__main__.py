@@ -105,7 +105,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--k", type=_positive_int, default=None, help="D steps per G step (default: the model's)")
     p.add_argument("--subset", type=_positive_int, default=None, help="train on the first N images only")
     p.add_argument("--seed", type=_seed, default=None, help="default: 0")
-    p.add_argument("--amp", action="store_true", help="bf16 autocast")
+    p.add_argument("--amp", action="store_true",
+                   help="bf16 autocast where the device computes bf16 natively (CPUs with AMX or AVX512-BF16, "
+                        "GPUs of compute capability >= 8.0); elsewhere fp32, with a warning")
     p.add_argument("--compile", action="store_true", help="torch.compile the nets (CUDA)")
     p.add_argument("--recipe", default="best", choices=train.RECIPE_NAMES,
                    help="best: the book's measured recipe (EMA of G, FID every epoch); paper: the model's paper; "

@@ -45,8 +45,40 @@ def test_amp_uses_bf16_on_gpus_with_native_bf16(monkeypatch, capability):
         assert train.resolve_amp(True, "cuda:0") is torch.bfloat16
 
 
-def test_amp_on_cpu_and_mps():
+def _fake_cpu(monkeypatch, amx=False, avx512_bf16=False):
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: amx)
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: avx512_bf16)
+
+
+@pytest.mark.parametrize("amx, avx512_bf16", [(True, False), (False, True), (True, True)])
+def test_amp_uses_bf16_on_cpus_with_native_bf16(monkeypatch, amx, avx512_bf16):
+    _fake_cpu(monkeypatch, amx, avx512_bf16)
+    assert train.cpu_has_native_bf16()
     assert train.amp_dtype("cpu") is torch.bfloat16
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert train.resolve_amp(True, "cpu") is torch.bfloat16
+
+
+def test_amp_on_a_cpu_without_native_bf16_falls_back_to_fp32_with_one_warning(monkeypatch, small_loader):
+    # An AVX2-only CPU (this project's CI machines): torch runs bf16 there by emulation, 13x slower than fp32
+    _fake_cpu(monkeypatch)
+    assert not train.cpu_has_native_bf16()
+    assert train.amp_dtype("cpu") is None
+    with pytest.warns(UserWarning, match=r"CPU has no native bf16.*fp32") as record:
+        assert train.resolve_amp(True, "cpu") is None
+    assert len(record) == 1
+    seen = []
+    real_autocast = torch.autocast
+    monkeypatch.setattr(torch, "autocast", lambda device_type, dtype=None: seen.append((device_type, dtype))
+                        or real_autocast(device_type, dtype=dtype))
+    net_G, net_D = models.build("mlp")
+    with pytest.warns(UserWarning, match="no native bf16"):
+        train.fit(net_G, net_D, small_loader, train.TrainConfig(num_epochs=1, amp=True, device="cpu", progress=False))
+    assert seen == []  # the whole run in fp32
+
+
+def test_amp_on_mps():
     assert train.amp_dtype("mps") is None  # the engine's autocast covers CPU and CUDA only
     with pytest.warns(UserWarning, match="mps.*fp32"):
         assert train.resolve_amp(True, "mps") is None

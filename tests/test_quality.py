@@ -1,4 +1,5 @@
 """Quality during training: the EMA of G, FID scored into the history, best-FID weights, stabilisers, recipes."""
+import copy
 import dataclasses
 import math
 
@@ -40,6 +41,62 @@ def test_ema_update_matches_its_closed_form():
     assert not any(p.requires_grad for p in ema.parameters())
 
 
+class _TinyBNGenerator(nn.Module):
+    """z (B, 3) -> Linear -> BatchNorm1d(4) -> (B, 1, 2, 2): one BatchNorm whose statistics have a closed form."""
+    latent_dim, num_classes = 3, None
+
+    def __init__(self):
+        super().__init__()
+        self.fc, self.bn = nn.Linear(3, 4), nn.BatchNorm1d(4)
+
+    def forward(self, z):
+        return self.bn(self.fc(z)).view(-1, 1, 2, 2)
+
+
+def test_standing_stats_are_the_average_batch_statistics_of_gs_own_samples():
+    torch.manual_seed(0)
+    net = _TinyBNGenerator()
+    with torch.no_grad():
+        net.bn.running_mean.fill_(5.0)  # statistics of some other weights (the live G's)
+        net.bn.running_var.fill_(9.0)
+    num_batches, batch_size = 7, 16
+    gen = torch.Generator().manual_seed(3)
+    pre = [net.fc(torch.randn(batch_size, 3, generator=gen)).detach() for _ in range(num_batches)]  # (16, 4) each
+    out = train.standing_stats(net, num_batches, batch_size, seed=3)
+    assert out is net and not net.training
+    torch.testing.assert_close(net.bn.running_mean, torch.stack([h.mean(0) for h in pre]).mean(0))
+    torch.testing.assert_close(net.bn.running_var, torch.stack([h.var(0, unbiased=True) for h in pre]).mean(0))
+    assert net.bn.momentum == 0.1 and int(net.bn.num_batches_tracked) == num_batches  # momentum restored
+    again = copy.deepcopy(net)
+    train.standing_stats(again, num_batches, batch_size, seed=3)
+    assert torch.equal(again.bn.running_mean, net.bn.running_mean)  # seeded: the same weights, the same stats
+
+
+def test_standing_stats_leave_a_generator_without_batchnorm_alone_and_refuse_zero_batches():
+    net_G, _ = models.build("mlp")
+    before = copy.deepcopy(net_G.state_dict())
+    train.standing_stats(net_G.train(), 5, 8)
+    assert not net_G.training and all(torch.equal(before[k], v) for k, v in net_G.state_dict().items())
+    with pytest.raises(ValueError, match="num_batches"):
+        train.standing_stats(models.build("dcgan")[0], 0)
+
+
+def test_fit_scores_and_saves_the_ema_with_its_standing_stats(small_loader, tmp_path):
+    torch.manual_seed(0)
+    net_G, net_D = models.build("cgan")
+    cfg = _cfg(model="cgan", num_epochs=1, eval_every=1, eval_n=100, ema=0.9, standing_stats=4)
+    history = train.fit(net_G, net_D, small_loader, cfg, out_dir=tmp_path)
+    ema = checkpoints.load_checkpoint(tmp_path)["ema_G"]
+    recomputed, _ = models.build("cgan")
+    recomputed.load_state_dict(ema)
+    train.standing_stats(recomputed, 4, cfg.batch_size, seed=cfg.seed)
+    for key, value in recomputed.state_dict().items():
+        assert torch.equal(value, ema[key]), key  # the checkpoint's EMA holds its own statistics
+    assert not torch.equal(ema["net.1.running_mean"], net_G.state_dict()["net.1.running_mean"])  # not G's
+    best, _ = checkpoints.load_generator_file(tmp_path / train.BEST_NAME)
+    assert train.score(best, 100, seed=0)["fid"] == pytest.approx(history.best["fid"], rel=1e-5)
+
+
 def test_label_smoothing_is_bce_with_a_soft_real_target():
     real, fake = torch.tensor([2.0, -1.0, 0.5]), torch.tensor([0.3, -2.0, 1.0])
     s = 0.1
@@ -65,12 +122,13 @@ def test_fit_scores_fid_and_keeps_the_best_weights(small_loader, tmp_path):
     assert "FID" in history.summary()
 
 
-def test_resume_keeps_the_ema_and_the_fid_history(small_loader, tmp_path):
+@pytest.mark.parametrize("model, extra", [("mlp", {}), ("cgan", {"standing_stats": 3})])
+def test_resume_keeps_the_ema_and_the_fid_history(small_loader, tmp_path, model, extra):
     def run(epochs, out, resume=False, seed=0):
         torch.manual_seed(seed)
-        net_G, net_D = models.build("mlp")
-        h = train.fit(net_G, net_D, small_loader, _cfg(num_epochs=epochs, eval_every=1, eval_n=100, ema=0.9),
-                      out_dir=out, resume=resume)
+        net_G, net_D = models.build(model)
+        cfg = _cfg(model=model, num_epochs=epochs, eval_every=1, eval_n=100, ema=0.9, **extra)
+        h = train.fit(net_G, net_D, small_loader, cfg, out_dir=out, resume=resume)
         return h, checkpoints.load_checkpoint(out)["ema_G"]
 
     full, ema_full = run(2, tmp_path / "a")
@@ -102,6 +160,7 @@ def test_eval_every_needs_mnist_shaped_images():
     ({"ema": 1.0}, "ema"), ({"ema": -0.1}, "ema"), ({"eval_every": -1}, "eval_every"),
     ({"eval_n": 1}, "eval_n"), ({"eval_n": 20_000}, "eval_n"), ({"label_smoothing": 0.6}, "label_smoothing"),
     ({"label_smoothing": 0.1, "loss": "wgan"}, "BCE"), ({"instance_noise": -1.0}, "instance_noise"),
+    ({"standing_stats": -1}, "standing_stats"), ({"standing_stats": 2.5}, "standing_stats"),
 ])
 def test_bad_quality_settings(kwargs, match):
     with pytest.raises(ValueError, match=match):
@@ -118,6 +177,9 @@ def test_recipes():
     mlp_best = train.config_for("mlp", recipe="best")
     assert (mlp_best.loss, mlp_best.k, mlp_best.gp_weight, mlp_best.ema) == ("wgan-gp", 5, 10.0, 0.999)
     assert train.config_for("mlp", recipe="paper").loss == "nonsaturating"
+    # standing statistics only where they were measured to help (cGAN, conv), never in the paper recipes
+    assert {m for m in train.BEST_RECIPES if train.config_for(m, recipe="best").standing_stats} == {"cgan", "conv"}
+    assert not any(train.config_for(m, recipe="paper").standing_stats for m in train.PAPER_RECIPES)
     net_G, net_D = models.build("mlp")
     assert not any(isinstance(m, (torch.nn.Sigmoid, torch.nn.BatchNorm1d)) for m in net_D.modules())
     with pytest.raises(ValueError, match="unknown recipe"):
