@@ -72,7 +72,7 @@ matrix-leg:
 # The first thing a newcomer runs: a conditional DCGAN with the book's best recipe (EMA of G with standing
 # BatchNorm statistics, FID every epoch, best weights kept) at batch 64, twice the generator steps of batch
 # 128 for the same images, then its best weights scored at n = 10,000. fp32: on a CPU without AMX, bf16 is
-# emulated and 13 times slower. Measured: see README (2-core AMD EPYC, no AMX).
+# emulated and 14 times slower. Measured: see README (2-core AMD EPYC, no AMX).
 train: data
 	$(BIN)/python -m gan_utils train --model cgan --epochs 2 --batch-size 64 --out runs/train --resume
 	$(BIN)/python -m gan_utils evaluate --run runs/train --best

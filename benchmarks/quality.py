@@ -99,7 +99,7 @@ def main(argv=None) -> None:
     parser.add_argument("--subset", type=int, default=None,
                         help="train on the first N MNIST images (default: steps x batch, at most 60000)")
     parser.add_argument("--batch-size", type=int, default=128)
-    parser.add_argument("--amp", action="store_true", help="bf16 autocast (CUDA; on CPU it helps the conv models)")
+    parser.add_argument("--amp", action="store_true", help="bf16 autocast where native (CUDA >= 8.0; CPUs with AMX or AVX512-BF16, where it helps the conv models)")
     parser.add_argument("--models", nargs="+", default=MODELS, choices=MODELS, metavar="NAME",
                         help=f"any of: {' '.join(MODELS)}")
     parser.add_argument("--n", type=int, default=None,

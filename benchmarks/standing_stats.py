@@ -1,18 +1,22 @@
-"""Standing statistics on the shipped generators: does re-estimating BatchNorm's statistics help?
+"""Standing statistics on trained generators: does re-estimating BatchNorm's statistics help?
 
-Each shipped generator is an EMA of G's weights that carries the live G's BatchNorm running statistics,
-measured under bf16 autocast in training (see `train.standing_stats`). This script scores each one as it
-ships and again after `train.standing_stats` (--batches batches of 128 of its own fp32 samples) with three
-estimation seeds, all at n = --n against as many MNIST test digits (the book's classifier, seed 0 noise).
-Chapter 10.11 shows the table, and the cGAN's recipe takes the step where it helped (its shipped file was
-trained before the recipe had it: `--apply cgan` writes the statistics of estimation seed --apply-seed into
-it, keeps the old file as cgan.pt.bak, and records the step and the file's FID at n = 2000, as training
-scores it, in its metadata).
+A generator sampled from an EMA of G's weights carries the live G's BatchNorm running statistics, measured
+under bf16 autocast where training used it (see `train.standing_stats`). This script scores each shipped
+generator named by --models (and the best weights of each run folder named by --runs) as it is and again
+after `train.standing_stats` (--batches batches of 128 of its own fp32 samples) with three estimation
+seeds, all at n = --n against as many MNIST test digits (the book's classifier, seed 0 sampling noise).
+Chapter 10.11 shows the table; the best recipes of the cGAN and conv, the two it helped, take the step.
 
     OMP_NUM_THREADS=1 python benchmarks/standing_stats.py [--models cgan dcgan lsgan conv wgan-gp] [--n 10000]
-    OMP_NUM_THREADS=1 python benchmarks/standing_stats.py --models cgan --apply cgan
+    OMP_NUM_THREADS=1 python benchmarks/standing_stats.py --models --runs runs/train   # a run's best.pt
 
-Prints one row per (model, variant), then each model's change in FID: min-max over the estimation seeds.
+The shipped files were trained before the recipes had the step, and stay as they were trained.
+`--apply cgan` writes the statistics of estimation seed --apply-seed into gan_utils/pretrained/cgan.pt,
+keeps the old file as cgan.pt.bak, and records the step in the file's metadata (`standing_stats`: the
+settings and the file's FID at n = --n before and after, scored from the written fp16 file); the stored
+config and training curve stay those of the training run.
+
+Prints one row per (generator, variant), then each generator's change in FID: min-max over the seeds.
 A generator without BatchNorm (the MLP) has nothing to re-estimate and is refused.
 """
 from __future__ import annotations
@@ -35,9 +39,15 @@ def score(net_G: nn.Module, n: int) -> dict:
     return metrics.evaluate(fake, n=n)
 
 
+def has_batchnorm(net_G: nn.Module) -> bool:
+    return any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in net_G.modules())
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--models", nargs="+", default=["cgan", "dcgan", "lsgan", "conv", "wgan-gp"])
+    parser.add_argument("--models", nargs="*", default=["cgan", "dcgan", "lsgan", "conv", "wgan-gp"],
+                        help="shipped generators (python -m gan_utils sample --pretrained NAME)")
+    parser.add_argument("--runs", nargs="*", default=[], help="run folders: their best.pt is scored")
     parser.add_argument("--n", type=int, default=10_000, help="samples per score (and as many test digits)")
     parser.add_argument("--batches", type=int, default=100, help="batches of 128 samples per estimate")
     parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3], help="estimation seeds")
@@ -48,16 +58,18 @@ def main() -> None:
     unknown = set(args.apply) - set(args.models)
     if unknown:
         raise SystemExit(f"--apply {' '.join(sorted(unknown))}: score it first (add it to --models)")
+    generators = [(name, lambda name=name: train.load_pretrained(name)[0]) for name in args.models]
+    generators += [(run, lambda run=run: checkpoints.load_generator(run, which="best")[0]) for run in args.runs]
     changes = {}
-    print("| model | BatchNorm statistics | FID | precision | recall |")
+    print("| generator | BatchNorm statistics | FID | precision | recall |")
     print("| --- | --- | --- | --- | --- |")
-    for name in args.models:
-        shipped, _ = train.load_pretrained(name)
-        if not any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in shipped.modules()):
+    for name, load in generators:
+        shipped = load()
+        if not has_batchnorm(shipped):
             raise SystemExit(f"{name}: its generator has no BatchNorm, so there are no statistics to re-estimate")
         t0 = time.perf_counter()
         base = score(shipped, args.n)
-        print(f"| {name} | as shipped (the live G's) | {base['fid']:.2f} | {base['precision']:.3f} | "
+        print(f"| {name} | as it is (the live G's) | {base['fid']:.2f} | {base['precision']:.3f} | "
               f"{base['recall']:.3f} |", flush=True)
         changes[name] = []
         for seed in args.seeds:
@@ -71,27 +83,28 @@ def main() -> None:
     for name, deltas in changes.items():
         print(f"{name}: FID change {min(deltas):+.2f} to {max(deltas):+.2f} over {len(deltas)} estimation seeds")
     for name in args.apply:
-        apply(name, args.batches, args.apply_seed)
+        apply(name, args.batches, args.apply_seed, args.n)
 
 
-def apply(name: str, batches: int, seed: int) -> None:
+def apply(name: str, batches: int, seed: int, n: int) -> None:
     """Write standing statistics into the shipped file NAME.pt (fp16, like every shipped file)."""
     path = checkpoints.shipped_file(checkpoints.PRETRAINED_DIR, name, "pretrained generator")
     state = torch.load(path, map_location="cpu", weights_only=True)
     if state.get("standing_stats"):
         raise SystemExit(f"{path} already holds standing statistics ({state['standing_stats']})")
     net_G, info = train.load_pretrained(name)
+    before = score(net_G, n)["fid"]
     train.standing_stats(net_G, batches, 128, seed=seed)
-    eval_n = int(info.get("eval_n", 2000))
-    fid = train.score(net_G, eval_n, seed=int(info["config"].get("seed", 0)))["fid"]  # as fit scores it
-    extra = {k: v for k, v in info.items() if k not in ("format", "model", "latent_dim", "config", "fid")}
-    config = {**info["config"], "standing_stats": batches}
+    extra = {k: v for k, v in info.items() if k not in ("format", "model", "latent_dim", "config")}
     backup = path.with_name(path.name + ".bak")
     payload = path.read_bytes()
     checkpoints.write_atomic(backup, lambda f: f.write(payload))
-    checkpoints.save_generator(path, net_G, config, half=True, **extra, fid=fid, fid_before_standing_stats=info["fid"],
-                               standing_stats={"batches": batches, "batch_size": 128, "seed": seed})
-    print(f"{path}: standing statistics written (seed {seed}); FID at n = {eval_n} {info['fid']:.2f} -> {fid:.2f}")
+    settings = {"batches": batches, "batch_size": 128, "seed": seed, "n": n, "fid_before": before}
+    checkpoints.save_generator(path, net_G, info["config"], half=True, **extra, standing_stats=settings)
+    after = score(train.load_pretrained(name)[0], n)["fid"]  # the file as written, fp16
+    checkpoints.save_generator(path, train.load_pretrained(name)[0], info["config"], half=True, **extra,
+                               standing_stats={**settings, "fid_after": after})
+    print(f"{path}: standing statistics written (seed {seed}); FID at n = {n}: {before:.2f} -> {after:.2f}")
 
 
 if __name__ == "__main__":

@@ -9,7 +9,10 @@ Adam(2e-4, (0.5, 0.999)), on the same device, in one process, one after another:
 - bare:    the engine's math with the data already one float tensor in memory and nothing else; the ceiling.
 
 Prints images/s of each and the ratios. Usage:
-    python benchmarks/throughput.py [--model mlp|conv] [--images 30000] [--device auto] [--repeats 2]
+    python benchmarks/throughput.py [--model mlp|conv|dcgan] [--images 30000] [--device auto] [--repeats 2] [--amp]
+
+--amp adds the engine with bf16 autocast. On a CPU without native bf16 (no AMX, no AVX512-BF16), where
+amp=True trains in fp32, it measures bf16 forced on instead: what emulated bf16 would cost there.
 """
 from __future__ import annotations
 
@@ -158,8 +161,10 @@ def main(argv=None) -> None:
              "bare": lambda: bare_loop(args.model, args.images, device)}
     if args.amp and train.amp_dtype(device) is not None:
         loops["engine+bf16"] = lambda: engine_loop(args.model, args.images, device, amp=True)
+    elif args.amp and device.type != "cpu":
+        print(f"--amp: the engine's autocast is fp32 on {device.type}; no bf16 row")
     elif args.amp:  # what amp=True would cost if the engine did not fall back to fp32 here
-        print(f"{device.type} has no native bf16: amp=True trains in fp32; measuring bf16 forced on, as emulated")
+        print("this CPU has no native bf16: amp=True trains in fp32; measuring bf16 forced on, as emulated")
 
         def forced_bf16() -> float:
             with mock.patch.object(train, "amp_dtype", lambda device: torch.bfloat16):

@@ -58,6 +58,16 @@ def _positive_float(text: str) -> float:
 MAX_SEED = 2**32 - 1  # the engine derives per-epoch seeds as seed * 1_000_003 + ...: they must fit in 64 bits
 
 
+def _batches(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of batches >= 0 (0 = off), got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a number of batches >= 0 (0 = off), got {value}")
+    return value
+
+
 def _seed(text: str) -> int:
     try:
         value = int(text)
@@ -98,7 +108,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto", help="auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N, mps")
     p.add_argument("--resume", action="store_true", help="continue from the run folder's checkpoint, exactly")
     p.add_argument("--override", action="store_true",
-                   help="with --resume: apply --lr/--k/--batch-size/--seed/--subset/--ema/--eval-every/--eval-n "
+                   help="with --resume: apply --lr/--k/--batch-size/--seed/--subset/--ema/--eval-every/--eval-n/--standing-stats "
                         "that differ from the checkpoint")
     p.add_argument("--batch-size", type=_positive_int, default=None, help="default: 128")
     p.add_argument("--lr", type=_positive_float, default=None, help="learning rate of both nets (default: the model's)")
@@ -110,12 +120,16 @@ def build_parser() -> argparse.ArgumentParser:
                         "GPUs of compute capability >= 8.0); elsewhere fp32, with a warning")
     p.add_argument("--compile", action="store_true", help="torch.compile the nets (CUDA)")
     p.add_argument("--recipe", default="best", choices=train.RECIPE_NAMES,
-                   help="best: the book's measured recipe (EMA of G, FID every epoch); paper: the model's paper; "
+                   help="best: the book's measured recipe (EMA of G, FID every epoch; cgan and conv: standing BatchNorm "
+                        "statistics too); paper: the model's paper; "
                         "article: the article's section 5 settings")
     p.add_argument("--ema", type=float, default=None, help="EMA decay of G's weights, e.g. 0.999; 0 = off")
     p.add_argument("--eval-every", type=int, default=None, help="score FID every N epochs (0 = never); "
                    "the weights with the best FID are kept as best.pt")
     p.add_argument("--eval-n", type=_positive_int, default=None, help="samples per FID score (default 2000)")
+    p.add_argument("--standing-stats", type=_batches, default=None, metavar="N",
+                   help="re-estimate the sampled G's BatchNorm statistics from N batches of its own samples "
+                        "before each grid, score and best.pt (best recipe: 100 for cgan and conv, else 0); 0 = off")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
     p = sub.add_parser("sample", help="draw samples from a trained run or a pretrained generator")
@@ -145,7 +159,7 @@ EVAL_MIN_N = 4      # precision/recall use k = 3 nearest neighbours: at least k 
 MAX_GRID = 1_000    # a PNG grid of more samples is unreadable: use .pt
 FLAGS = {"lr_G": "--lr", "lr_D": "--lr", "k": "--k", "batch_size": "--batch-size", "seed": "--seed",
          "subset": "--subset", "ema": "--ema", "eval_every": "--eval-every", "eval_n": "--eval-n", "data": "--data",
-         "image_size": "--image-size", "channels": "--channels"}
+         "image_size": "--image-size", "channels": "--channels", "standing_stats": "--standing-stats"}
 
 
 def _device(name: str) -> torch.device:
@@ -260,7 +274,7 @@ def _train_config(args, out: Path) -> tuple[train.TrainConfig, int | None, int]:
     """(config, subset, epochs already done) of a new run, or of a resumed one exactly as stored."""
     explicit = {"lr_G": args.lr, "lr_D": args.lr, "k": args.k, "batch_size": args.batch_size, "seed": args.seed,
                 "ema": args.ema, "eval_every": args.eval_every, "eval_n": args.eval_n, "data": _data_name(args.data),
-                "image_size": args.image_size, "channels": args.channels}
+                "image_size": args.image_size, "channels": args.channels, "standing_stats": args.standing_stats}
     explicit = {k: v for k, v in explicit.items() if v is not None}
     free = dict(num_epochs=args.epochs, device=args.device, amp=args.amp, compile=args.compile,
                 progress=not args.quiet)

@@ -231,21 +231,34 @@ def seed_everything(seed: int) -> None:
 
 
 def cpu_has_native_bf16() -> bool:
-    """Whether this CPU computes bf16 in hardware: Intel's AMX tiles or AVX512-BF16 (Sapphire Rapids, Zen 4 ...).
+    """Whether this CPU computes bf16 in hardware: Intel's AMX tiles or AVX512-BF16 (x86 only).
 
-    Without them torch still runs bf16 autocast, by converting to fp32 and back around every op: measured
-    on an AVX2-only AMD EPYC, one DCGAN step took 13.5 s in bf16 against 1.0 s in fp32.
+    Without them torch still runs bf16 autocast, by converting to fp32 and back around every op: on an
+    AVX2-only AMD EPYC the DCGAN engine trained at 11 img/s in bf16 against 156 in fp32 (14 times slower,
+    benchmarks/throughput.py). torch 2.11 and newer answer through torch.cpu; on older ones, Linux's
+    /proc/cpuinfo flags are read. Other CPUs (ARM's, Apple's) count as having none: unmeasured there.
     """
-    cpu = torch.cpu
-    return any(getattr(cpu, name, lambda: False)() for name in ("_is_amx_tile_supported", "_is_avx512_bf16_supported"))
+    probes = [getattr(torch.cpu, name, None) for name in ("_is_amx_tile_supported", "_is_avx512_bf16_supported")]
+    if any(probe is not None for probe in probes):
+        return any(probe() for probe in probes if probe is not None)
+    return bool(_cpu_flags() & {"amx_tile", "avx512_bf16"})
+
+
+def _cpu_flags() -> set[str]:
+    """The CPU's feature flags from Linux's /proc/cpuinfo; empty where there is none."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            return {flag for line in f if line.startswith("flags") for flag in line.split(":", 1)[1].split()}
+    except OSError:
+        return set()
 
 
 def amp_dtype(device: torch.device | str) -> Optional[torch.dtype]:
     """The autocast dtype that makes `amp=True` pay off on `device`, or None where fp32 is the better choice.
 
     bf16 on CPUs with native bf16 (cpu_has_native_bf16: AMX or AVX512-BF16) and on CUDA GPUs with native
-    bf16 (compute capability >= 8.0: A100, L4, H100 ...). None on other CPUs (AVX2 only, Apple's): bf16 is
-    emulated there, 7 to 14 times slower than fp32. None on older GPUs such as Colab's T4 (7.5):
+    bf16 (compute capability >= 8.0: A100, L4, H100 ...). None on other CPUs: bf16 is emulated on an
+    AVX2-only x86 CPU, 14 times slower than fp32 for the DCGAN. None on older GPUs such as Colab's T4 (7.5):
     torch.cuda.is_bf16_supported() says True there, but by emulation, slower than fp32 (cuDNN's bf16
     convolutions need 8.0), and Inductor would not compile it. None on Apple MPS: the engine's autocast
     covers CPU and CUDA only, so amp would change nothing.
@@ -328,31 +341,35 @@ def ema_update(ema_G: nn.Module, net_G: nn.Module, decay: float) -> None:
 
 
 @torch.no_grad()
-def standing_stats(net_G: nn.Module, num_batches: int = 100, batch_size: int = 128, seed: int = 0) -> nn.Module:
+def standing_stats(net_G: nn.Module, num_batches: int = 100, batch_size: int = 128, seed: int = 0, *,
+                   latent_dim: Optional[int] = None) -> nn.Module:
     """Re-estimate G's BatchNorm running statistics from its own samples, in place; returns G in eval mode.
 
     An EMA of G's weights (make_ema) carries the live G's running statistics, which belong to other weights;
     in training they are also measured under autocast. Here each BatchNorm forgets them and averages the
     batch statistics of `num_batches` fp32 batches of this G's own samples, equally weighted (BigGAN's
-    "standing statistics", Brock et al. 2019). A conditional G draws uniform labels. Seeded: the same
-    weights give the same statistics. A G without BatchNorm is returned unchanged.
+    "standing statistics", Brock et al. 2019). Only the BatchNorm layers run in training mode (a Dropout
+    or a spectral norm elsewhere stays as at sampling time). A conditional G draws uniform labels. Seeded:
+    the same weights give the same statistics. A G without BatchNorm is returned unchanged.
     """
     norms = [m for m in net_G.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats]
     if not norms:
         return net_G.eval()
     if not isinstance(num_batches, int) or num_batches < 1:
         raise ValueError(f"num_batches must be an int >= 1, got {num_batches!r}")
+    latent_dim = latent_dim or net_G.latent_dim
     device = next(net_G.parameters()).device
     gen = torch.Generator().manual_seed(seed)
     num_classes = getattr(net_G, "num_classes", None)
     momenta = [m.momentum for m in norms]
+    net_G.eval()
     for m in norms:
         m.reset_running_stats()
         m.momentum = None  # a cumulative average: every batch weighs the same
-    net_G.train()
+        m.train()          # batch statistics, accumulated into the running ones
     try:
         for _ in range(num_batches):
-            z = torch.randn(batch_size, net_G.latent_dim, generator=gen).to(device)
+            z = torch.randn(batch_size, latent_dim, generator=gen).to(device)
             y = torch.randint(0, num_classes, (batch_size,), generator=gen).to(device) if num_classes else None
             _call(net_G, z, y)
     finally:
@@ -360,6 +377,9 @@ def standing_stats(net_G: nn.Module, num_batches: int = 100, batch_size: int = 1
             m.momentum = momentum
         net_G.eval()
     return net_G
+
+
+STANDING_SEED = 54321  # fit's estimate uses seed cfg.seed + STANDING_SEED
 
 
 # --- one step of each player ------------------------------------------------------------------------
@@ -841,7 +861,11 @@ def _fit(net_G: nn.Module, net_D: nn.Module, loader, cfg: TrainConfig, *, out_di
             history.epoch_time.append(elapsed)
             history.img_per_s.append(seen / elapsed if elapsed > 0 else float("nan"))
             if cfg.standing_stats:  # every rank: a SyncBatchNorm (DDP) reduces across them
-                standing_stats(sample_G, cfg.standing_stats, cfg.batch_size, seed=cfg.seed)
+                was_training = sample_G.training  # without an EMA, sample_G is the G in training
+                # its own noise stream: not the rows that the FID score (seed cfg.seed) draws
+                standing_stats(sample_G, cfg.standing_stats, cfg.batch_size, seed=cfg.seed + STANDING_SEED,
+                               latent_dim=cfg.latent_dim)
+                sample_G.train(was_training)
             history.samples.append(_fixed_grid(sample_G, z_fixed, fixed_labels))
             if progress is not None:
                 progress.update(len(loader) % 50)

@@ -14,6 +14,10 @@
 # about 0.5 per epoch near 182 at n=2000 (chapter 10.10).
 # dcgan-emoji64, chapter 12's 64x64 colour DCGAN, was trained by that chapter's full run on the OpenMoji
 # folder; the command below is the same recipe on the command line.
+# Since then the best recipes of cgan and conv re-estimate the EMA's BatchNorm statistics (standing_stats,
+# chapter 10.11), which their shipped files were trained without: add --standing-stats 0 to FLAGS to
+# retrain them as shipped. The minutes above were measured on a CPU with AMX, where --amp is bf16; a CPU
+# without AMX or AVX512-BF16 trains in fp32 (with one warning), about 1.75 times slower for the conv models.
 # Usage: OMP_NUM_THREADS=1 bash scripts/train_pretrained.sh [NAME ...]
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -53,6 +53,19 @@ def test_argparse_rejects_impossible_values(args, capsys):
     assert info.value.code == 2 and "expected a positive" in capsys.readouterr().err
 
 
+def test_standing_stats_follow_the_recipe_and_the_flag(tmp_path, capsys):
+    common = ["--epochs", "1", "--subset", "200", "--eval-every", "0", "--quiet"]
+    assert main(["train", "--model", "cgan", "--out", str(tmp_path / "a"), *common]) == 0
+    assert checkpoints.load_checkpoint(tmp_path / "a")["config"]["standing_stats"] == 100  # cgan's best recipe
+    assert main(["train", "--model", "cgan", "--standing-stats", "0", "--out", str(tmp_path / "b"), *common]) == 0
+    assert checkpoints.load_checkpoint(tmp_path / "b")["config"]["standing_stats"] == 0
+    assert main(["train", "--model", "dcgan", "--out", str(tmp_path / "c"), *common]) == 0
+    assert checkpoints.load_checkpoint(tmp_path / "c")["config"]["standing_stats"] == 0  # it did not help the DCGAN
+    with pytest.raises(SystemExit) as info:
+        main(["train", "--standing-stats", "-1", "--out", str(tmp_path / "d")])
+    assert info.value.code == 2 and "number of batches >= 0" in capsys.readouterr().err
+
+
 def test_existing_run_needs_resume(tmp_path, capsys):
     out = tmp_path / "run"
     assert main(["train", "--epochs", "1", "--subset", "200", "--out", str(out), "--quiet"]) == 0

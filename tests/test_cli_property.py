@@ -28,11 +28,13 @@ VALUES = {
     "--ema": ["0", "0.9", "1", "-0.5", "x"],
     "--eval-every": ["0", "1", "-1", "x"],
     "--eval-n": ["1", "50", "20000", "x"],
+    "--standing-stats": ["0", "2", "-1", "x"],
 }
 PATHS = ["run", "run/checkpoint.pt", "new", "new/deeper", "file.txt", "s.pt", "G.PNG", "x.txt", "missing"]
 FLAGS = {  # what each command takes (its required flags first); a few strays from other commands too
     "train": ["--out", "--model", "--epochs", "--subset", "--batch-size", "--lr", "--k", "--seed", "--device",
-              "--resume", "--override", "--quiet", "--amp", "--recipe", "--ema", "--eval-every", "--eval-n"],
+              "--resume", "--override", "--quiet", "--amp", "--recipe", "--ema", "--eval-every", "--eval-n",
+              "--standing-stats"],
     "sample": ["--out", "--run", "--pretrained", "--n", "--seed", "--best"],
     "evaluate": ["--run", "--pretrained", "--n", "--seed", "--best"],
     "export": ["--run", "--name", "--out", "--force"],

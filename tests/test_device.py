@@ -46,8 +46,19 @@ def test_amp_uses_bf16_on_gpus_with_native_bf16(monkeypatch, capability):
 
 
 def _fake_cpu(monkeypatch, amx=False, avx512_bf16=False):
-    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: amx)
-    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: avx512_bf16)
+    # raising=False: torch before 2.11 has no such functions (the oldest supported torch is 2.4)
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: amx, raising=False)
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: avx512_bf16, raising=False)
+
+
+@pytest.mark.parametrize("flags, native", [({"avx2", "amx_tile"}, True), ({"avx512f", "avx512_bf16"}, True),
+                                           ({"avx2", "fma"}, False), (set(), False)])
+def test_an_older_torch_reads_the_cpu_flags(monkeypatch, flags, native):
+    for name in ("_is_amx_tile_supported", "_is_avx512_bf16_supported"):
+        monkeypatch.delattr(torch.cpu, name, raising=False)
+    monkeypatch.setattr(train, "_cpu_flags", lambda: flags)
+    assert train.cpu_has_native_bf16() is native
+    assert train.amp_dtype("cpu") is (torch.bfloat16 if native else None)
 
 
 @pytest.mark.parametrize("amx, avx512_bf16", [(True, False), (False, True), (True, True)])
@@ -61,7 +72,7 @@ def test_amp_uses_bf16_on_cpus_with_native_bf16(monkeypatch, amx, avx512_bf16):
 
 
 def test_amp_on_a_cpu_without_native_bf16_falls_back_to_fp32_with_one_warning(monkeypatch, small_loader):
-    # An AVX2-only CPU (this project's CI machines): torch runs bf16 there by emulation, 13x slower than fp32
+    # An AVX2-only CPU (this project's CI machines): torch runs bf16 there by emulation, 14x slower than fp32
     _fake_cpu(monkeypatch)
     assert not train.cpu_has_native_bf16()
     assert train.amp_dtype("cpu") is None
@@ -73,9 +84,23 @@ def test_amp_on_a_cpu_without_native_bf16_falls_back_to_fp32_with_one_warning(mo
     monkeypatch.setattr(torch, "autocast", lambda device_type, dtype=None: seen.append((device_type, dtype))
                         or real_autocast(device_type, dtype=dtype))
     net_G, net_D = models.build("mlp")
-    with pytest.warns(UserWarning, match="no native bf16"):
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
         train.fit(net_G, net_D, small_loader, train.TrainConfig(num_epochs=1, amp=True, device="cpu", progress=False))
+    about_bf16 = [str(w.message) for w in caught if "bf16" in str(w.message)]
+    assert len(about_bf16) == 1 and "no native bf16" in about_bf16[0]  # one warning for the whole run
     assert seen == []  # the whole run in fp32
+
+
+def test_fit_autocasts_in_bf16_on_a_cpu_with_amx(monkeypatch, small_loader):
+    _fake_cpu(monkeypatch, amx=True)
+    seen = []
+    real_autocast = torch.autocast
+    monkeypatch.setattr(torch, "autocast", lambda device_type, dtype=None: seen.append((device_type, dtype))
+                        or real_autocast(device_type, dtype=dtype))
+    net_G, net_D = models.build("mlp")
+    train.fit(net_G, net_D, small_loader, train.TrainConfig(num_epochs=1, amp=True, device="cpu", progress=False))
+    assert seen and set(seen) == {("cpu", torch.bfloat16)}
 
 
 def test_amp_on_mps():

@@ -89,12 +89,25 @@ def test_fit_scores_and_saves_the_ema_with_its_standing_stats(small_loader, tmp_
     ema = checkpoints.load_checkpoint(tmp_path)["ema_G"]
     recomputed, _ = models.build("cgan")
     recomputed.load_state_dict(ema)
-    train.standing_stats(recomputed, 4, cfg.batch_size, seed=cfg.seed)
+    train.standing_stats(recomputed, 4, cfg.batch_size, seed=cfg.seed + train.STANDING_SEED)
+    best, _ = checkpoints.load_generator_file(tmp_path / train.BEST_NAME)
     for key, value in recomputed.state_dict().items():
         assert torch.equal(value, ema[key]), key  # the checkpoint's EMA holds its own statistics
+        assert torch.equal(value, best.state_dict()[key]), key  # and so do the best weights that were scored
     assert not torch.equal(ema["net.1.running_mean"], net_G.state_dict()["net.1.running_mean"])  # not G's
-    best, _ = checkpoints.load_generator_file(tmp_path / train.BEST_NAME)
     assert train.score(best, 100, seed=0)["fid"] == pytest.approx(history.best["fid"], rel=1e-5)
+
+
+def test_standing_stats_without_an_ema_leave_g_training(small_loader, monkeypatch):
+    """With ema=0 the statistics are G's own; G must go on training in training mode after each estimate."""
+    modes = []
+    real_update_G = train.update_G
+    monkeypatch.setattr(train, "update_G", lambda net_G, *a, **kw: modes.append(net_G.training)
+                        or real_update_G(net_G, *a, **kw))
+    torch.manual_seed(0)
+    net_G, net_D = models.build("cgan")
+    train.fit(net_G, net_D, small_loader, _cfg(model="cgan", num_epochs=2, standing_stats=2))
+    assert len(modes) == 16 and all(modes)
 
 
 def test_label_smoothing_is_bce_with_a_soft_real_target():
@@ -122,14 +135,16 @@ def test_fit_scores_fid_and_keeps_the_best_weights(small_loader, tmp_path):
     assert "FID" in history.summary()
 
 
-@pytest.mark.parametrize("model, extra", [("mlp", {}), ("cgan", {"standing_stats": 3})])
+@pytest.mark.parametrize("model, extra", [("mlp", {}), ("cgan", {"standing_stats": 3}),
+                                          ("cgan", {"standing_stats": 3, "ema": 0.0})])
 def test_resume_keeps_the_ema_and_the_fid_history(small_loader, tmp_path, model, extra):
     def run(epochs, out, resume=False, seed=0):
         torch.manual_seed(seed)
         net_G, net_D = models.build(model)
-        cfg = _cfg(model=model, num_epochs=epochs, eval_every=1, eval_n=100, ema=0.9, **extra)
+        cfg = _cfg(**{"model": model, "num_epochs": epochs, "eval_every": 1, "eval_n": 100, "ema": 0.9, **extra})
         h = train.fit(net_G, net_D, small_loader, cfg, out_dir=out, resume=resume)
-        return h, checkpoints.load_checkpoint(out)["ema_G"]
+        state = checkpoints.load_checkpoint(out)
+        return h, state["ema_G"] or state["net_G"]
 
     full, ema_full = run(2, tmp_path / "a")
     run(1, tmp_path / "b")
