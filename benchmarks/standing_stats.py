@@ -27,16 +27,10 @@ import sys
 import time
 from pathlib import Path
 
-import torch
 from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from gan_utils import checkpoints, metrics, train  # noqa: E402
-
-
-def score(net_G: nn.Module, n: int) -> dict:
-    fake = train.generate(net_G, n, seed=0, labels=train.cycled_labels(net_G, n))
-    return metrics.evaluate(fake, n=n)
+from gan_utils import checkpoints, train  # noqa: E402
 
 
 def has_batchnorm(net_G: nn.Module) -> bool:
@@ -68,13 +62,13 @@ def main() -> None:
         if not has_batchnorm(shipped):
             raise SystemExit(f"{name}: its generator has no BatchNorm, so there are no statistics to re-estimate")
         t0 = time.perf_counter()
-        base = score(shipped, args.n)
+        base = train.score(shipped, args.n, seed=0)
         print(f"| {name} | as it is (the live G's) | {base['fid']:.2f} | {base['precision']:.3f} | "
               f"{base['recall']:.3f} |", flush=True)
         changes[name] = []
         for seed in args.seeds:
             net_G = train.standing_stats(copy.deepcopy(shipped), args.batches, 128, seed=seed)
-            row = score(net_G, args.n)
+            row = train.score(net_G, args.n, seed=0)
             changes[name].append(row["fid"] - base["fid"])
             print(f"| {name} | standing, seed {seed} | {row['fid']:.2f} | {row['precision']:.3f} | "
                   f"{row['recall']:.3f} |", flush=True)
@@ -89,23 +83,19 @@ def main() -> None:
 def apply(name: str, batches: int, seed: int, n: int) -> None:
     """Write standing statistics into the shipped file NAME.pt (fp16, like every shipped file)."""
     path = checkpoints.shipped_file(checkpoints.PRETRAINED_DIR, name, "pretrained generator")
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    if state.get("standing_stats"):
-        raise SystemExit(f"{path} already holds standing statistics ({state['standing_stats']})")
     net_G, info = train.load_pretrained(name)
-    before = score(net_G, n)["fid"]
+    if info.get("standing_stats"):
+        raise SystemExit(f"{path} already holds standing statistics ({info['standing_stats']})")
+    before = train.score(net_G, n, seed=0)["fid"]
     train.standing_stats(net_G, batches, 128, seed=seed)
+    # score what the file will hold: the statistics rounded to fp16, as save_generator(half=True) stores them
+    net_G.load_state_dict(checkpoints.float_weights(checkpoints.cpu_weights(net_G.state_dict(), half=True)))
+    after = train.score(net_G, n, seed=0)["fid"]
     extra = {k: v for k, v in info.items() if k not in ("format", "model", "latent_dim", "config")}
-    backup = path.with_name(path.name + ".bak")
-    payload = path.read_bytes()
-    checkpoints.write_atomic(backup, lambda f: f.write(payload))
-    settings = {"batches": batches, "batch_size": 128, "seed": seed, "n": n, "fid_before": before}
+    settings = {"batches": batches, "batch_size": 128, "seed": seed, "n": n, "fid_before": before, "fid_after": after}
+    checkpoints.keep_backup(path)
     checkpoints.save_generator(path, net_G, info["config"], half=True, **extra, standing_stats=settings)
-    after = score(train.load_pretrained(name)[0], n)["fid"]  # the file as written, fp16
-    checkpoints.save_generator(path, train.load_pretrained(name)[0], info["config"], half=True, **extra,
-                               standing_stats={**settings, "fid_after": after})
     print(f"{path}: standing statistics written (seed {seed}); FID at n = {n}: {before:.2f} -> {after:.2f}")
-
 
 if __name__ == "__main__":
     main()

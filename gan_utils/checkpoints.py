@@ -14,7 +14,7 @@ import socket
 import tempfile
 import time
 from pathlib import Path
-from typing import Iterator
+from typing import Iterator, Optional
 
 import torch
 from torch import nn
@@ -339,11 +339,17 @@ def export_generator(run: Path | str, path: Path | str, which: str = "best", *, 
         weights, info = net_G.state_dict(), {**info, "epochs": best["epochs"], "fid": best["fid"],
                                              "eval_n": best["eval_n"]}
     info["train_seconds"] = float(history["epoch_time"][:info["epochs"]].sum())
-    if path.exists():
-        backup = path.with_name(path.name + ".bak")
-        payload = path.read_bytes()
-        write_atomic(backup, lambda f: f.write(payload))
+    keep_backup(path)
     return save_generator(path, weights, cfg, half=True, **info)
+
+
+def keep_backup(path: Path | str) -> Optional[Path]:
+    """Copy an existing file to NAME.bak beside it (atomically) before it is replaced; None if there is none."""
+    path = Path(path)
+    if not path.exists():
+        return None
+    payload = path.read_bytes()
+    return write_atomic(path.with_name(path.name + ".bak"), lambda f: f.write(payload))
 
 
 def shipped_names(folder: Path) -> list[str]:
